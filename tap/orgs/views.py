@@ -1,0 +1,309 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from tap import ratelimit
+from tap.orgs import selectors, services
+from tap.orgs.decorators import org_view
+from tap.orgs.forms import (
+    DeleteOrgForm,
+    InviteForm,
+    LoginForm,
+    OrganizationForm,
+    RoleForm,
+    SignupForm,
+)
+from tap.orgs.models import Invitation, OrganizationMember, Role
+from tap.tenancy import org_context
+
+
+def apply_errors(form, exc: ValidationError) -> None:
+    """Show a service's ValidationError on the form (field errors where the field exists)."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def safe_next(request, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+def too_many_requests(request, retry_after: int) -> HttpResponse:
+    response = render(request, "429.html", {"retry_after": retry_after}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login view, rate-limited per client and per (client, email)."""
+
+    form_class = LoginForm
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        ip = ratelimit.client_ip(request)
+        email = (request.POST.get("username") or "").strip().lower()
+        for scope, key, spec in (
+            ("login-ip", ip, settings.TAP_LOGIN_RATE_PER_IP),
+            ("login", f"{ip}:{email}", settings.TAP_LOGIN_RATE),
+        ):
+            wait = ratelimit.hit(scope, key, ratelimit.Limit.parse(spec))
+            if wait:
+                return too_many_requests(request, wait)
+        return super().post(request, *args, **kwargs)
+
+
+class OutboxPasswordResetForm(PasswordResetForm):
+    """Queues the reset email through the outbox instead of sending it in the request."""
+
+    def save(self, *args, **kwargs):
+        services.password_reset_request(email=self.cleaned_data["email"])
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = OutboxPasswordResetForm
+
+    def post(self, request, *args, **kwargs):
+        wait = ratelimit.hit(
+            "password-reset", ratelimit.client_ip(request), ratelimit.Limit.parse("10/3600")
+        )
+        if wait:
+            return too_many_requests(request, wait)
+        return super().post(request, *args, **kwargs)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    next_url = safe_next(request, reverse("orgs:create"))
+    form = SignupForm(request.POST or None, initial={"email": request.GET.get("email", "")})
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_signup(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+                name=form.cleaned_data["name"],
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Welcome to Tap.")
+            return redirect(next_url)
+    return render(request, "registration/signup.html", {"form": form, "next": next_url})
+
+
+@login_required
+def home(request):
+    orgs = selectors.orgs_for_user(user=request.user)
+    if len(orgs) == 1:
+        return redirect("orgs:dashboard", org_slug=orgs[0].slug)
+    return render(request, "orgs/org_list.html", {"orgs": orgs})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def org_create(request):
+    form = OrganizationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = services.org_create(actor=request.user, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, f"{org.name} is ready. Invite your colleagues.")
+            return redirect("orgs:dashboard", org_slug=org.slug)
+    return render(request, "orgs/org_create.html", {"form": form})
+
+
+# --- organisation pages --------------------------------------------------------------------
+
+
+@org_view("orgs.view_org")
+def dashboard(request):
+    return render(
+        request,
+        "orgs/dashboard.html",
+        {
+            "summary": selectors.org_summary(org=request.org),
+            "activity": selectors.recent_activity(org=request.org, limit=8)
+            if request.user.has_perm("orgs.view_activity", request.org)
+            else None,
+        },
+    )
+
+
+@org_view("orgs.change_org", methods=("GET", "POST"))
+def org_settings(request):
+    form = OrganizationForm(request.POST or None, initial={"name": request.org.name})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.org_update(actor=request.user, org=request.org, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("orgs:settings", org_slug=request.org.slug)
+    return render(request, "orgs/settings.html", {"form": form})
+
+
+@org_view("orgs.delete_org", methods=("GET", "POST"))
+def org_delete(request):
+    form = DeleteOrgForm(request.POST or None, org=request.org)
+    if request.method == "POST" and form.is_valid():
+        name = request.org.name
+        services.org_delete(actor=request.user, org=request.org)
+        messages.success(request, f"{name} and everything in it was deleted.")
+        return redirect("home")
+    return render(request, "orgs/delete.html", {"form": form})
+
+
+@org_view("orgs.view_org")
+def members(request):
+    can_manage = request.user.has_perm("orgs.manage_members", request.org)
+    return render(
+        request,
+        "orgs/members.html",
+        {
+            "members": selectors.org_members(org=request.org),
+            "invitations": selectors.open_invitations(org=request.org) if can_manage else [],
+            "invite_form": InviteForm() if can_manage else None,
+            "roles": Role.choices,
+            "can_manage": can_manage,
+        },
+    )
+
+
+@org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
+def member_invite(request):
+    form = InviteForm(request.POST)
+    if form.is_valid():
+        try:
+            invitation = services.member_invite(
+                actor=request.user,
+                org=request.org,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, f"Invitation sent to {invitation.email}.")
+            return redirect("orgs:members", org_slug=request.org.slug)
+    for error in form.errors.values():
+        messages.error(request, " ".join(error))
+    return redirect("orgs:members", org_slug=request.org.slug)
+
+
+@org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
+def member_role(request, member_id):
+    member = get_object_or_404(OrganizationMember.objects.select_related("user"), pk=member_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a valid role.")
+    else:
+        try:
+            services.member_change_role(
+                actor=request.user, org=request.org, member=member, role=form.cleaned_data["role"]
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, f"{member.user.email} is now {form.cleaned_data['role']}.")
+    return redirect("orgs:members", org_slug=request.org.slug)
+
+
+@org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
+def member_remove(request, member_id):
+    member = get_object_or_404(OrganizationMember.objects.select_related("user"), pk=member_id)
+    try:
+        services.member_remove(actor=request.user, org=request.org, member=member)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{member.user.email} was removed.")
+    return redirect("orgs:members", org_slug=request.org.slug)
+
+
+@org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
+def invitation_revoke(request, invitation_id):
+    invitation = get_object_or_404(Invitation.objects.all(), pk=invitation_id)
+    services.invitation_revoke(actor=request.user, org=request.org, invitation=invitation)
+    messages.success(request, f"The invitation for {invitation.email} was revoked.")
+    return redirect("orgs:members", org_slug=request.org.slug)
+
+
+@org_view("orgs.leave_org", methods=("POST",))
+def org_leave(request):
+    try:
+        services.org_leave(actor=request.user, org=request.org)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("orgs:members", org_slug=request.org.slug)
+    messages.success(request, f"You left {request.org.name}.")
+    return redirect("home")
+
+
+@org_view("orgs.view_activity")
+def activity(request):
+    return render(
+        request, "orgs/activity.html", {"events": selectors.recent_activity(org=request.org)}
+    )
+
+
+# --- invitations ---------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def invitation(request, token):
+    """Accept a member invitation. The signed token names the invitation and its org."""
+    ids = services.invitation_ids_from_token(token)
+    if ids is None:
+        raise Http404("No such invitation.")
+    invitation_id, org_id = ids
+    with org_context(org_id):
+        invitation = (
+            Invitation.objects.select_related("organization", "invited_by")
+            .filter(pk=invitation_id)
+            .first()
+        )
+        if invitation is None:
+            raise Http404("No such invitation.")
+        if request.method == "POST" and request.user.is_authenticated:
+            try:
+                services.invitation_accept(user=request.user, invitation=invitation)
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+            else:
+                messages.success(request, f"Welcome to {invitation.organization.name}.")
+                return redirect("orgs:dashboard", org_slug=invitation.organization.slug)
+        return render(
+            request,
+            "orgs/invitation.html",
+            {
+                "invitation": invitation,
+                "here": request.get_full_path(),
+                "signup_url": reverse("signup"),
+                "login_url": reverse_lazy("login"),
+            },
+        )

@@ -1,0 +1,264 @@
+"""The durable outbox: side effects that survive broker outages, crashes and retries.
+
+    enqueue("orgs.send_member_invitation", queue="email", org_id=org.id, invitation_id=…)
+
+writes an `outbox_jobs` row in the caller's transaction — nothing else. A web request never
+talks to Redis, so a Redis outage can neither hang nor fail a page, and a rolled-back
+transaction leaves no job behind.
+
+The relay (`manage.py outbox_relay`, woken by NOTIFY at commit, polling once a second as a
+fallback) claims due rows with `FOR UPDATE SKIP LOCKED` and publishes each to Celery with the
+row's id as task id. Every claim takes a lease; a job whose lease expires (worker killed,
+message lost) is published again, until `max_attempts`, after which it is parked as `dead`
+for staff (Django admin → Outbox jobs).
+
+Tasks are declared with `@outbox_task(queue=…)`. The wrapper claims the row (a duplicate
+delivery of a finished or running job does nothing), runs the body inside the job's
+organisation context, and records success, a retry with back-off, or death. Bodies must
+still be idempotent by a database key: at-least-once is all a queue can promise.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import select
+from datetime import timedelta
+from functools import wraps
+
+from celery import shared_task
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from tap.logging import task_id_var
+from tap.models import OutboxJob
+from tap.tenancy import org_context
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "tap_outbox"
+SERVICE_DB = "service"
+
+
+def enqueue(task: str, *, queue: str, org_id=None, max_attempts: int | None = None, **kwargs):
+    """Record a job in the current transaction. Values must be JSON: pass ids, not objects."""
+    job = OutboxJob(
+        task=task,
+        queue=queue,
+        organization_id=org_id,
+        kwargs=kwargs,
+        max_attempts=max_attempts or settings.TAP_OUTBOX_MAX_ATTEMPTS,
+    )
+    job.save(force_insert=True)
+    with connections["default"].cursor() as cursor:
+        # Delivered at commit, and only if the transaction commits.
+        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    return job.id
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential back-off with full jitter: ~2s, 4s, 8s … capped at 10 minutes."""
+    ceiling = min(600, 2 ** max(1, attempts))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter only
+
+
+# --- relay ---------------------------------------------------------------------------------
+
+
+def relay_once(*, publish=None, batch: int = 100) -> int:
+    """Publish due jobs and re-publish expired leases; returns how many were published.
+
+    One transaction on the service connection. A publish failure (broker down) stops the
+    batch and leaves that job pending: the database stays the source of truth."""
+    publish = publish or _publish
+    published = 0
+    now = timezone.now()
+    lease = timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
+    with transaction.atomic(using=SERVICE_DB):
+        jobs = list(
+            OutboxJob.objects.using(SERVICE_DB)
+            .select_for_update(skip_locked=True)
+            # Pending jobs that are due, and queued/running ones whose lease ran out: for
+            # those, `available_at` holds the lease expiry.
+            .filter(status__in=["pending", "queued", "running"], available_at__lte=now)
+            .order_by("available_at")[:batch]
+        )
+        for job in jobs:
+            if job.attempts >= job.max_attempts:
+                job.status = OutboxJob.Status.DEAD
+                job.last_error = (job.last_error + "\n" if job.last_error else "") + (
+                    f"gave up after {job.attempts} attempts"
+                )
+                job.save(using=SERVICE_DB, update_fields=["status", "last_error", "updated_at"])
+                logger.error("outbox job dead", extra={"job_id": str(job.id), "task": job.task})
+                continue
+            try:
+                publish(job)
+            except Exception as exc:  # broker unreachable, timeouts …
+                logger.warning(
+                    "outbox publish failed; will retry",
+                    extra={"job_id": str(job.id), "error": repr(exc)},
+                )
+                break
+            job.status = OutboxJob.Status.QUEUED
+            job.attempts += 1
+            job.available_at = now + lease
+            job.lease_expires_at = now + lease
+            job.save(
+                using=SERVICE_DB,
+                update_fields=[
+                    "status",
+                    "attempts",
+                    "available_at",
+                    "lease_expires_at",
+                    "updated_at",
+                ],
+            )
+            published += 1
+    return published
+
+
+def _publish(job: OutboxJob) -> None:
+    from tap.celery import app  # noqa: PLC0415
+
+    app.send_task(
+        job.task,
+        kwargs={"outbox_job_id": str(job.id)},
+        task_id=str(job.id),
+        queue=job.queue,
+        retry=False,
+    )
+
+
+def relay_forever(*, poll_seconds: float = 1.0, stop=lambda: False) -> None:
+    """The relay loop: publish, then sleep until NOTIFY or the poll interval."""
+    import psycopg  # noqa: PLC0415
+
+    params = connections[SERVICE_DB].get_connection_params()
+    listener = None
+    while not stop():
+        try:
+            if listener is None or listener.closed:
+                listener = psycopg.connect(**params, autocommit=True)
+                listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            while relay_once() > 0:
+                pass
+            select.select([listener.fileno()], [], [], poll_seconds)
+            for _ in listener.notifies(timeout=0):
+                pass
+        except Exception:
+            logger.exception("outbox relay error; retrying")
+            connections[SERVICE_DB].close()
+            if listener is not None:
+                listener.close()
+            listener = None
+            stop() or select.select([], [], [], poll_seconds)
+
+
+# --- execution -----------------------------------------------------------------------------
+
+
+def outbox_task(*, queue: str, name: str | None = None):
+    """Declare a Celery task fed by the outbox. The body receives the job's kwargs."""
+
+    def decorator(func):
+        task_name = name or f"{func.__module__.rsplit('.', 1)[0]}.{func.__name__}"
+
+        @shared_task(name=task_name, queue=queue, ignore_result=True)
+        @wraps(func)
+        def task(outbox_job_id: str):
+            return execute(outbox_job_id, func)
+
+        task.outbox_body = func
+        return task
+
+    return decorator
+
+
+def execute(job_id, func) -> str:
+    """Claim, run and settle one job. Returns the outcome (for tests and logs)."""
+    token = task_id_var.set(str(job_id))
+    try:
+        job = _claim(job_id)
+        if job is None:
+            return "skipped"
+        try:
+            if job.organization_id:
+                with org_context(job.organization_id):
+                    func(**job.kwargs)
+            else:
+                func(**job.kwargs)
+        except Exception as exc:
+            logger.exception("outbox job failed", extra={"job_id": str(job_id), "task": job.task})
+            _settle_failure(job, exc)
+            return "failed"
+        OutboxJob.objects.using(SERVICE_DB).filter(pk=job.pk).update(
+            status=OutboxJob.Status.DONE, done_at=timezone.now(), updated_at=timezone.now()
+        )
+        return "done"
+    finally:
+        task_id_var.reset(token)
+
+
+def _claim(job_id) -> OutboxJob | None:
+    now = timezone.now()
+    lease = timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
+    with transaction.atomic(using=SERVICE_DB):
+        job = (
+            OutboxJob.objects.using(SERVICE_DB)
+            .select_for_update(skip_locked=True)
+            .filter(pk=job_id)
+            .first()
+        )
+        if job is None:
+            return None
+        runnable = job.status == "queued" or (
+            job.status == "running" and job.lease_expires_at and job.lease_expires_at < now
+        )
+        if not runnable:
+            return None
+        job.status = OutboxJob.Status.RUNNING
+        job.lease_expires_at = now + lease
+        job.available_at = now + lease
+        job.save(using=SERVICE_DB, update_fields=["status", "lease_expires_at", "available_at"])
+        return job
+
+
+def _settle_failure(job: OutboxJob, exc: Exception) -> None:
+    dead = job.attempts >= job.max_attempts
+    OutboxJob.objects.using(SERVICE_DB).filter(pk=job.pk).update(
+        status=OutboxJob.Status.DEAD if dead else OutboxJob.Status.PENDING,
+        available_at=timezone.now() + backoff(job.attempts),
+        lease_expires_at=None,
+        last_error=f"attempt {job.attempts}: {type(exc).__name__}: {exc}"[:2000],
+        updated_at=timezone.now(),
+    )
+
+
+def run_due_inline(*, limit: int = 100) -> int:
+    """Run due jobs in this process, without a broker (tests, `outbox_run`)."""
+    from tap.celery import app  # noqa: PLC0415
+
+    ran = 0
+
+    def publish(job):
+        nonlocal ran
+        ran += 1
+        queued.append(job)
+
+    queued: list[OutboxJob] = []
+    relay_once(publish=publish, batch=limit)
+    for job in queued:
+        app.tasks[job.task].apply(kwargs={"outbox_job_id": str(job.id)}, task_id=str(job.id))
+    return ran
+
+
+@shared_task(name="tap.outbox_purge", ignore_result=True)
+def outbox_purge(days: int = 14) -> int:
+    """Drop finished jobs after a while; dead ones stay for staff."""
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = (
+        OutboxJob.objects.using(SERVICE_DB).filter(status="done", done_at__lt=cutoff).delete()
+    )
+    return deleted

@@ -1,0 +1,48 @@
+"""Fixed-window rate limits on a shared cache (Redis) with atomic increments.
+
+Fails open: if Redis is unreachable the request goes through (and a warning is logged), so a
+Redis outage never takes logins down with it."""
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limit:
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, spec: str) -> "Limit":
+        count, seconds = spec.split("/")
+        return cls(int(count), int(seconds))
+
+
+def client_ip(request) -> str:
+    header = settings.TAP_CLIENT_IP_HEADER
+    if header:
+        forwarded = request.META.get(header, "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def hit(scope: str, key: str, limit: Limit) -> int | None:
+    """Count one attempt. Returns seconds to wait when over the limit, else None."""
+    window = int(time.time() // limit.seconds)
+    cache_key = f"rl:{scope}:{key}:{window}"
+    try:
+        cache.add(cache_key, 0, timeout=limit.seconds + 1)
+        count = cache.incr(cache_key)
+    except Exception:
+        logger.warning("rate limit store unavailable; allowing", extra={"scope": scope})
+        return None
+    if count > limit.count:
+        return max(1, limit.seconds - int(time.time()) % limit.seconds)
+    return None
