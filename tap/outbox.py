@@ -165,12 +165,14 @@ def outbox_task(*, queue: str, name: str | None = None):
     def decorator(func):
         task_name = name or f"{func.__module__.rsplit('.', 1)[0]}.{func.__name__}"
 
-        @shared_task(name=task_name, queue=queue, ignore_result=True)
+        # The queue travels on the outbox row (the relay publishes to it), not on the task.
+        @shared_task(name=task_name, ignore_result=True)
         @wraps(func)
         def task(outbox_job_id: str):
             return execute(outbox_job_id, func)
 
         task.outbox_body = func
+        task.outbox_queue = queue
         return task
 
     return decorator
@@ -248,6 +250,7 @@ def run_due_inline(*, limit: int = 100) -> int:
         queued.append(job)
 
     queued: list[OutboxJob] = []
+    app.loader.import_default_modules()  # autodiscovery, as a worker does at start
     relay_once(publish=publish, batch=limit)
     for job in queued:
         app.tasks[job.task].apply(kwargs={"outbox_job_id": str(job.id)}, task_id=str(job.id))

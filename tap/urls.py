@@ -36,6 +36,7 @@ accounts = [
 urlpatterns = [
     path("", org_views.home, name="home"),
     path("healthz", platform_views.healthz, name="healthz"),
+    path("ping", platform_views.ping, name="ping"),
     path("accounts/", include(accounts)),
     path("", include("tap.orgs.urls")),
     path("admin/", admin.site.urls),

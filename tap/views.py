@@ -1,7 +1,7 @@
 """Platform endpoints that belong to no app."""
 
 from django.db import connections
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -35,3 +35,11 @@ def healthz(request):
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,
     )
+
+
+@never_cache
+@require_GET
+def ping(request):
+    """Liveness without dependencies: no database or Redis query of its own, so it measures
+    the server and middleware stack alone (the benchmarks' "bare view" ceiling)."""
+    return HttpResponse("pong", content_type="text/plain")

@@ -42,7 +42,6 @@ def _clear_cache():
     from django.core.cache import cache
 
     cache.clear()
-    yield
 
 
 def make_user(email: str, name: str = "") -> User:

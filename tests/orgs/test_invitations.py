@@ -1,0 +1,142 @@
+"""Member invitations: emailed link, valid 7 days, single use, for the invited address."""
+
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from tap import outbox
+from tap.orgs.models import Invitation, OrganizationMember
+from tap.tenancy import org_context
+from tests.conftest import PASSWORD, make_user
+
+# The outbox is read through the service connection: the data must really be committed.
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+
+
+def invite(client, org, email="new@a.example", role="member"):
+    response = client.post(f"/o/{org.slug}/members/invite/", {"email": email, "role": role})
+    assert response.status_code == 302
+    outbox.run_due_inline()
+    return re.search(r"http://testserver(/invitations/\S+/)", mail.outbox[-1].body).group(1)
+
+
+def test_invitation_email_names_the_org_and_links_to_the_invitation(client, alice, org_a):
+    client.force_login(alice)
+    link = invite(client, org_a)
+    message = mail.outbox[0]
+    assert message.to == ["new@a.example"]
+    assert "Org A" in message.subject
+    assert "Org A on Tap" in message.from_email
+    html = message.alternatives[0][0]
+    assert link in html
+    with org_context(org_a.id):
+        assert Invitation.objects.get().email_status == "sent"
+
+
+def test_a_new_person_signs_up_through_the_link_and_joins(client, alice, org_a):
+    client.force_login(alice)
+    link = invite(client, org_a, role="admin")
+    client.logout()
+    page = client.get(link).content.decode()
+    assert "Join Org A" in page
+    response = client.post(
+        f"/accounts/signup/?next={link}",
+        {"email": "new@a.example", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response["Location"] == link
+    response = client.post(link)
+    assert response["Location"] == f"/o/{org_a.slug}/"
+    with org_context(org_a.id):
+        member = OrganizationMember.objects.get(user__email="new@a.example")
+        assert member.role == "admin"
+        assert Invitation.objects.get().accepted_at is not None
+
+
+def test_an_existing_user_joins_on_accept(client, alice, org_a):
+    erin = make_user("erin@example.com")
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    client.force_login(erin)
+    assert client.post(link).status_code == 302
+    client.force_login(erin)
+    assert client.get(f"/o/{org_a.slug}/").status_code == 200
+
+
+def test_an_invitation_works_once(client, alice, org_a):
+    erin = make_user("erin@example.com")
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    client.force_login(erin)
+    client.post(link)
+    response = client.post(link, follow=True)
+    assert "expired or was already used" in response.content.decode()
+
+
+def test_an_invitation_for_someone_else_is_refused(client, alice, bob, org_a, charlie):
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    client.force_login(charlie)
+    response = client.post(link, follow=True)
+    assert "is for erin@example.com" in response.content.decode()
+    client.force_login(charlie)
+    assert client.get(f"/o/{org_a.slug}/").status_code == 404
+
+
+def test_an_invitation_expires_after_seven_days(client, alice, org_a):
+    erin = make_user("erin@example.com")
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    with time_machine.travel(timezone.now() + timedelta(days=7, minutes=1)):
+        client.force_login(erin)
+        response = client.post(link, follow=True)
+    assert "expired" in response.content.decode()
+
+
+def test_a_revoked_invitation_is_dead(client, alice, org_a):
+    erin = make_user("erin@example.com")
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    with org_context(org_a.id):
+        invitation = Invitation.objects.get()
+    client.post(f"/o/{org_a.slug}/invitations/{invitation.pk}/revoke/")
+    client.force_login(erin)
+    response = client.post(link, follow=True)
+    assert "expired or was already used" in response.content.decode()
+
+
+def test_a_forged_or_mangled_link_is_404(client, alice, org_a):
+    client.force_login(alice)
+    link = invite(client, org_a)
+    assert client.get(link[:-5] + "xxxx/").status_code == 404
+    assert client.get("/invitations/not-a-token/").status_code == 404
+
+
+def test_inviting_a_member_again_is_refused_and_bad_addresses_too(client, alice, bob, org_a):
+    client.force_login(alice)
+    response = client.post(
+        f"/o/{org_a.slug}/members/invite/", {"email": bob.email, "role": "member"}, follow=True
+    )
+    assert "already a member" in response.content.decode()
+    response = client.post(
+        f"/o/{org_a.slug}/members/invite/",
+        {"email": "not an address", "role": "member"},
+        follow=True,
+    )
+    assert "valid email" in response.content.decode()
+    with org_context(org_a.id):
+        assert Invitation.objects.count() == 0
+
+
+def test_the_email_is_sent_once_even_if_the_job_runs_twice(client, alice, org_a):
+    from tap.orgs.tasks import send_member_invitation
+
+    client.force_login(alice)
+    invite(client, org_a)
+    with org_context(org_a.id):
+        invitation = Invitation.objects.get()
+        send_member_invitation.outbox_body(invitation_id=str(invitation.pk))
+    assert len(mail.outbox) == 1

@@ -1,0 +1,157 @@
+"""The durable outbox: no job without a commit, no lost work while the broker is down, and
+exactly one effect under duplicate delivery — with a real Celery worker on real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from django.core import mail
+from django.utils import timezone
+
+import tap.orgs.tasks  # noqa: F401 - registers the tasks the worker runs
+from tap import outbox
+from tap.celery import app as celery_app
+from tap.models import OutboxJob
+from tap.orgs.models import Invitation
+from tap.outbox import outbox_task
+from tap.tenancy import org_context
+
+SERVICE = "service"
+
+
+@outbox_task(queue="default", name="tests.always_fails")
+def always_fails():
+    raise ValueError("poison")
+
+
+def jobs():
+    return OutboxJob.objects.using(SERVICE)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_a_rolled_back_transaction_leaves_no_job(org_a):
+    before = jobs().count()
+    with pytest.raises(RuntimeError), org_context(org_a.id):
+        outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
+        raise RuntimeError("the change failed")
+    assert jobs().count() == before
+    with org_context(org_a.id):  # the control: a committed one is there
+        outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
+    assert jobs().count() == before + 1
+
+
+def wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def dead_broker_publish(job):
+    """Publish through a broker that refuses connections (nothing listens on port 1)."""
+    dead = Celery("dead", broker="redis://127.0.0.1:1/0")
+    dead.conf.broker_transport_options = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    dead.conf.broker_connection_timeout = 1
+    dead.send_task(
+        job.task,
+        kwargs={"outbox_job_id": str(job.id)},
+        task_id=str(job.id),
+        queue=job.queue,
+        retry=False,
+    )
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_broker_outage_loses_nothing_and_duplicates_run_once(org_a, alice, client):
+    client.force_login(alice)
+    started = time.monotonic()
+    response = client.post(
+        f"/o/{org_a.slug}/members/invite/", {"email": "new@a.example", "role": "member"}
+    )
+    elapsed = time.monotonic() - started
+    assert response.status_code == 302
+    assert elapsed < 2, "a request that queues work must not wait for the broker"
+    job = jobs().get(task="orgs.send_member_invitation")
+    assert job.status == "pending"
+
+    # The broker is down: the relay fails to publish and the job stays pending, untouched.
+    assert outbox.relay_once(publish=dead_broker_publish) == 0
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("pending", 0)
+
+    # The broker is back: a real worker on real Redis runs it, once.
+    with start_worker(
+        celery_app,
+        pool="solo",
+        concurrency=1,
+        queues=["email"],
+        perform_ping_check=False,
+        shutdown_timeout=10,
+    ):
+        assert outbox.relay_once() == 1
+        assert wait_for(lambda: jobs().get(pk=job.pk).status == "done")
+        assert len(mail.outbox) == 1
+        assert mail.outbox[0].to == ["new@a.example"]
+
+        # The same message delivered again (a broker redelivery) does nothing.
+        celery_app.send_task(
+            job.task, kwargs={"outbox_job_id": str(job.id)}, task_id=str(job.id), queue="email"
+        )
+        time.sleep(1.5)
+    assert len(mail.outbox) == 1
+    with org_context(org_a.id):
+        assert Invitation.objects.get(email="new@a.example").email_status == "sent"
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_poison_job_stops_at_the_attempt_cap():
+    job = OutboxJob.objects.using(SERVICE).create(task="tests.always_fails", max_attempts=3)
+    for _ in range(5):
+        jobs().filter(pk=job.pk).update(available_at=timezone.now())
+        outbox.run_due_inline()
+    job.refresh_from_db()
+    assert job.status == "dead"
+    assert job.attempts == 3
+    assert "poison" in job.last_error
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_an_expired_lease_is_published_again():
+    job = OutboxJob.objects.using(SERVICE).create(
+        task="tests.always_fails",
+        status="running",
+        attempts=1,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+        available_at=timezone.now() - timedelta(seconds=1),
+    )
+    published = []
+    assert outbox.relay_once(publish=published.append) == 1
+    job.refresh_from_db()
+    assert published == [job]
+    assert (job.status, job.attempts) == ("queued", 2)
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_live_lease_is_left_alone():
+    OutboxJob.objects.using(SERVICE).create(
+        task="tests.always_fails",
+        status="queued",
+        attempts=1,
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+        available_at=timezone.now() + timedelta(minutes=5),
+    )
+    assert outbox.relay_once(publish=pytest.fail) == 0
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_job_that_is_done_or_unknown_is_skipped():
+    done = OutboxJob.objects.using(SERVICE).create(task="tests.always_fails", status="done")
+    assert outbox.execute(done.pk, always_fails.outbox_body) == "skipped"
+    assert outbox.execute(uuid.uuid4(), always_fails.outbox_body) == "skipped"
