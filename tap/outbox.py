@@ -159,8 +159,13 @@ def relay_forever(*, poll_seconds: float = 1.0, stop=lambda: False) -> None:
 # --- execution -----------------------------------------------------------------------------
 
 
-def outbox_task(*, queue: str, name: str | None = None):
-    """Declare a Celery task fed by the outbox. The body receives the job's kwargs."""
+class MissingOrganization(RuntimeError):
+    """A tenant task was queued without the organisation it must run in."""
+
+
+def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True):
+    """Declare a Celery task fed by the outbox. The body receives the job's kwargs and runs
+    inside the job's organisation; a tenant task queued without one fails (and says so)."""
 
     def decorator(func):
         task_name = name or f"{func.__module__.rsplit('.', 1)[0]}.{func.__name__}"
@@ -169,7 +174,7 @@ def outbox_task(*, queue: str, name: str | None = None):
         @shared_task(name=task_name, ignore_result=True)
         @wraps(func)
         def task(outbox_job_id: str):
-            return execute(outbox_job_id, func)
+            return execute(outbox_job_id, func, tenant=tenant)
 
         task.outbox_body = func
         task.outbox_queue = queue
@@ -178,7 +183,7 @@ def outbox_task(*, queue: str, name: str | None = None):
     return decorator
 
 
-def execute(job_id, func) -> str:
+def execute(job_id, func, *, tenant: bool = True) -> str:
     """Claim, run and settle one job. Returns the outcome (for tests and logs)."""
     token = task_id_var.set(str(job_id))
     try:
@@ -186,6 +191,8 @@ def execute(job_id, func) -> str:
         if job is None:
             return "skipped"
         try:
+            if tenant and not job.organization_id:
+                raise MissingOrganization(f"{job.task} is a tenant task but has no organisation")
             if job.organization_id:
                 with org_context(job.organization_id):
                     func(**job.kwargs)

@@ -68,8 +68,12 @@ def org_context(org_id, *, user_id=None, using: str = "default"):
     org_id = uuid.UUID(str(org_id)) if org_id else None
     previous = (_org_id.get(), _user_id.get())
     user_id = user_id if user_id is not None else previous[1]
+    # A fresh transaction starts with both settings unset, which is what (None, None) means:
+    # skip the round trip when nothing changes (anonymous pages, /ping).
+    changed = (org_id, user_id) != previous
     with transaction.atomic(using=using):
-        _write_settings(using, org_id, user_id)
+        if changed:
+            _write_settings(using, org_id, user_id)
         org_token, user_token = _org_id.set(org_id), _user_id.set(user_id)
         failed = True
         try:
@@ -78,7 +82,7 @@ def org_context(org_id, *, user_id=None, using: str = "default"):
         finally:
             _org_id.reset(org_token)
             _user_id.reset(user_token)
-            if not failed and not connections[using].needs_rollback:
+            if changed and not failed and not connections[using].needs_rollback:
                 _write_settings(using, *previous)
 
 

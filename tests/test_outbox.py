@@ -112,7 +112,9 @@ def test_broker_outage_loses_nothing_and_duplicates_run_once(org_a, alice, clien
 
 @pytest.mark.django_db(databases=["default", "service"])
 def test_a_poison_job_stops_at_the_attempt_cap():
-    job = OutboxJob.objects.using(SERVICE).create(task="tests.always_fails", max_attempts=3)
+    job = OutboxJob.objects.using(SERVICE).create(
+        task="tests.always_fails", max_attempts=3, organization_id=uuid.uuid4()
+    )
     for _ in range(5):
         jobs().filter(pk=job.pk).update(available_at=timezone.now())
         outbox.run_due_inline()
@@ -155,3 +157,11 @@ def test_a_job_that_is_done_or_unknown_is_skipped():
     done = OutboxJob.objects.using(SERVICE).create(task="tests.always_fails", status="done")
     assert outbox.execute(done.pk, always_fails.outbox_body) == "skipped"
     assert outbox.execute(uuid.uuid4(), always_fails.outbox_body) == "skipped"
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_tenant_task_without_an_organisation_fails_clearly():
+    job = OutboxJob.objects.using(SERVICE).create(task="tests.always_fails", status="queued")
+    assert outbox.execute(job.pk, lambda: None) == "failed"
+    job.refresh_from_db()
+    assert "has no organisation" in job.last_error

@@ -53,6 +53,7 @@ def test_check_deploy_is_clean_with_production_settings():
         "DJANGO_ALLOWED_HOSTS": "tap.example.com",
     }
     env.pop("TAP_TESTING", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests only
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -63,3 +64,21 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_project_lint_rules_hold():
+    from tap.lint import check
+
+    assert check() == []
+
+
+def test_the_project_lint_catches_a_session_level_set_config(tmp_path, monkeypatch):
+    import tap.lint
+
+    app = tmp_path / "tap"
+    app.mkdir()
+    (app / "bad.py").write_text("cursor.execute(\"SELECT set_config('tap.org_id', %s, false)\")\n")
+    (tmp_path / "templates").mkdir()
+    monkeypatch.setattr(tap.lint, "ROOT", tmp_path)
+    monkeypatch.setattr(tap.lint, "APPS", ["tap"])
+    assert len(tap.lint.check()) == 1

@@ -37,7 +37,7 @@ def send_member_invitation(*, invitation_id: str) -> None:
     Invitation.objects.filter(pk=invitation_id).update(email_status=Invitation.EmailStatus.SENT)
 
 
-@outbox_task(queue="email", name="orgs.send_password_reset")
+@outbox_task(queue="email", name="orgs.send_password_reset", tenant=False)
 def send_password_reset(*, user_id: str) -> None:
     user = User.objects.filter(pk=user_id, is_active=True).first()
     if user is None or not user.has_usable_password():
