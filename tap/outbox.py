@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from tap.logging import task_id_var
 from tap.models import OutboxJob
-from tap.tenancy import org_context
+from tap.tenancy import org_context, org_scope
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,27 @@ def enqueue(task: str, *, queue: str, org_id=None, max_attempts: int | None = No
         # Delivered at commit, and only if the transaction commits.
         cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
     return job.id
+
+
+def enqueue_many(task: str, *, queue: str, org_id, kwargs_list: list[dict]) -> int:
+    """Record many jobs of one task in one INSERT (bulk invitations)."""
+    if not kwargs_list:
+        return 0
+    jobs = [
+        OutboxJob(
+            task=task,
+            queue=queue,
+            organization_id=org_id,
+            kwargs=kwargs,
+            max_attempts=settings.TAP_OUTBOX_MAX_ATTEMPTS,
+        )
+        for kwargs in kwargs_list
+    ]
+    # No RETURNING: the app role may insert jobs but not read them.
+    OutboxJob.objects.bulk_create(jobs, batch_size=1000)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    return len(jobs)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -163,9 +184,13 @@ class MissingOrganization(RuntimeError):
     """A tenant task was queued without the organisation it must run in."""
 
 
-def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True):
+def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True, atomic: bool = True):
     """Declare a Celery task fed by the outbox. The body receives the job's kwargs and runs
-    inside the job's organisation; a tenant task queued without one fails (and says so)."""
+    inside the job's organisation; a tenant task queued without one fails (and says so).
+
+    With `atomic=False` the organisation is active but no transaction is open: the body opens
+    its own (`org_context(current_org_id())`), e.g. to commit a claim before sending an email.
+    """
 
     def decorator(func):
         task_name = name or f"{func.__module__.rsplit('.', 1)[0]}.{func.__name__}"
@@ -174,7 +199,7 @@ def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True):
         @shared_task(name=task_name, ignore_result=True)
         @wraps(func)
         def task(outbox_job_id: str):
-            return execute(outbox_job_id, func, tenant=tenant)
+            return execute(outbox_job_id, func, tenant=tenant, atomic=atomic)
 
         task.outbox_body = func
         task.outbox_queue = queue
@@ -183,7 +208,7 @@ def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True):
     return decorator
 
 
-def execute(job_id, func, *, tenant: bool = True) -> str:
+def execute(job_id, func, *, tenant: bool = True, atomic: bool = True) -> str:
     """Claim, run and settle one job. Returns the outcome (for tests and logs)."""
     token = task_id_var.set(str(job_id))
     try:
@@ -193,8 +218,11 @@ def execute(job_id, func, *, tenant: bool = True) -> str:
         try:
             if tenant and not job.organization_id:
                 raise MissingOrganization(f"{job.task} is a tenant task but has no organisation")
-            if job.organization_id:
+            if job.organization_id and atomic:
                 with org_context(job.organization_id):
+                    func(**job.kwargs)
+            elif job.organization_id:
+                with org_scope(job.organization_id):
                     func(**job.kwargs)
             else:
                 func(**job.kwargs)

@@ -86,6 +86,17 @@ def org_context(org_id, *, user_id=None, using: str = "default"):
                 _write_settings(using, *previous)
 
 
+@contextmanager
+def org_scope(org_id):
+    """Make `org_id` current in Python only, with no transaction: code inside opens its own
+    with `org_context(current_org_id())` (several commits in one task)."""
+    token = _org_id.set(uuid.UUID(str(org_id)))
+    try:
+        yield
+    finally:
+        _org_id.reset(token)
+
+
 def activate_org(org_id, *, using: str = "default") -> None:
     """Switch the current transaction to `org_id`; the caller's scope restores it later."""
     _write_settings(using, org_id, _user_id.get())

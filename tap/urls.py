@@ -39,5 +39,7 @@ urlpatterns = [
     path("ping", platform_views.ping, name="ping"),
     path("accounts/", include(accounts)),
     path("", include("tap.orgs.urls")),
+    path("o/<slug:org_slug>/campaigns/", include("campaigns.urls")),
+    path("c/", include("campaigns.participant_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -17,7 +17,7 @@ from django.db import connection, connections
 from django.test import Client, override_settings
 from django.urls import path
 
-from campaigns.models import Campaign, Participant
+from campaigns.models import Campaign, CampaignEmail, Participant, ParticipantLink
 from conversations.models import CampaignAnalysis, Conversation, Message
 from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
 from tap import outbox
@@ -74,6 +74,12 @@ def fill_org(org, owner) -> dict:
         )
         participant = Participant.objects.create(
             organization=org, campaign=campaign, email="p@example.com"
+        )
+        ParticipantLink.objects.create(
+            organization=org, participant=participant, token_hash=uuid.uuid4().hex
+        )
+        CampaignEmail.objects.create(
+            organization=org, participant=participant, kind="invitation", sequence=1
         )
         conversation = Conversation.objects.create(
             organization=org, campaign=campaign, participant=participant

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("campaigns", "0002_tenant_keys_and_rls"),
+        ("campaigns", "0001_initial"),
         ("conversations", "0001_initial"),
         ("orgs", "0001_initial"),
     ]

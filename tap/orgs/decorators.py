@@ -39,4 +39,5 @@ PERMISSION_MESSAGES = {
     "orgs.change_org": "Only owners can change the organisation's settings.",
     "orgs.delete_org": "Only owners can delete the organisation.",
     "orgs.view_activity": "The activity log is for admins and owners.",
+    "campaigns.manage_campaign": "Only admins and owners can run campaigns; members can read them.",
 }

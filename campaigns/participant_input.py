@@ -1,0 +1,82 @@
+"""Reading participant lists: pasted addresses and CSV uploads, with a line-numbered report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+MAX_CSV_BYTES = 5 * 1024 * 1024
+MAX_ROWS = 50_000
+
+
+@dataclass
+class ParsedList:
+    valid: list[tuple[str, str]] = field(default_factory=list)  # (email, name), lower-cased email
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, text, reason)
+
+    def add(self, line: int, raw: str, email: str, name: str, seen: set[str]) -> None:
+        email = email.strip().lower()
+        name = " ".join(name.split())[:200]
+        try:
+            validate_email(email)
+        except ValidationError:
+            self.rejected.append((line, raw.strip()[:200], "not a valid email address"))
+            return
+        if email in seen:
+            self.rejected.append((line, raw.strip()[:200], "duplicate in this list"))
+            return
+        seen.add(email)
+        self.valid.append((email, name))
+
+
+NAME_AND_ADDRESS = re.compile(r"^\s*\"?([^<>\"]*?)\"?\s*<\s*([^<>\s]+)\s*>\s*$")
+
+
+def parse_pasted(text: str) -> ParsedList:
+    """One address per line, several per line separated by commas or semicolons, and
+    `Name <email>` forms all work."""
+    result, seen = ParsedList(), set()
+    lines = text.splitlines()
+    if len(lines) > MAX_ROWS:
+        raise ValidationError(f"At most {MAX_ROWS:,} lines at once.")
+    for number, line in enumerate(lines, 1):
+        for part in re.split(r"[,;]", line):
+            if not part.strip():
+                continue
+            match = NAME_AND_ADDRESS.match(part)
+            name, email = match.groups() if match else ("", part.strip())
+            result.add(number, part, email, name, seen)
+    return result
+
+
+def parse_csv(data: bytes) -> ParsedList:
+    """A CSV of `email,name` (a header row is optional). UTF-8, with or without BOM."""
+    if len(data) > MAX_CSV_BYTES:
+        raise ValidationError(
+            f"The file is {len(data) / 1_048_576:.1f} MB; the limit is "
+            f"{MAX_CSV_BYTES // 1_048_576} MB. Split it into smaller files."
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            "The file is not UTF-8 text. Save it as 'CSV UTF-8' and upload it again."
+        ) from exc
+    result, seen = ParsedList(), set()
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for number, row in enumerate(reader, 1):
+        if number > MAX_ROWS + 1:
+            raise ValidationError(f"At most {MAX_ROWS:,} rows at once.")
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        email = row[0].strip()
+        name = row[1].strip() if len(row) > 1 else ""
+        if number == 1 and email.lower() in {"email", "e-mail", "email address"}:
+            continue
+        result.add(number, ",".join(row), email, name, seen)
+    return result

@@ -1,0 +1,4 @@
+app_name = "participant"
+
+# Participant pages, under /c/ (see tap/urls.py).
+urlpatterns: list = []

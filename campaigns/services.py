@@ -1,0 +1,470 @@
+"""Business actions on campaigns and participants: the only place their state changes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignEmail, Participant, ParticipantLink
+from campaigns.participant_input import ParsedList
+from campaigns.settings_schema import CampaignSettings
+from tap import outbox
+from tap.orgs.services import audit
+
+S = Campaign.Status
+
+# The lifecycle: (from, to) → the verb shown to people. Anything else is refused.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (S.DRAFT, S.ACTIVE): "activate",
+    (S.ACTIVE, S.PAUSED): "pause",
+    (S.PAUSED, S.ACTIVE): "resume",
+    (S.ACTIVE, S.COMPLETED): "complete",
+    (S.PAUSED, S.COMPLETED): "complete",
+    (S.COMPLETED, S.ARCHIVED): "archive",
+    (S.DRAFT, S.ARCHIVED): "archive",
+}
+
+REFUSALS = {
+    S.ARCHIVED: "It is archived: archived campaigns are read-only.",
+    S.COMPLETED: "It is completed: a completed campaign can only be archived.",
+}
+
+
+def allowed_transitions(campaign: Campaign) -> list[tuple[str, str]]:
+    """[(target status, verb)] possible now, in a stable order."""
+    return [(to, verb) for (frm, to), verb in TRANSITIONS.items() if frm == campaign.status]
+
+
+def transition_refusal(current: str, target: str) -> str | None:
+    """Why (current → target) is refused, or None when it is allowed."""
+    if (current, target) in TRANSITIONS:
+        return None
+    if current == target:
+        return f"The campaign is already {current}."
+    reason = REFUSALS.get(current, "")
+    return f"A {current} campaign cannot become {target}. {reason}".strip()
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+def _validated_text(name: str, mission: str, opening_question: str) -> dict:
+    errors = {}
+    if not name.strip():
+        errors["name"] = "Give the campaign a name."
+    if len(mission.strip()) < 10:
+        errors["mission"] = (
+            "Describe the mission in a sentence or more: the interviewer works from it."
+        )
+    if not opening_question.strip():
+        errors["opening_question"] = "Write the first question participants see."
+    if errors:
+        raise ValidationError(errors)
+    return {
+        "name": name.strip(),
+        "mission": mission.strip(),
+        "opening_question": opening_question.strip(),
+    }
+
+
+def campaign_create(
+    *,
+    actor,
+    org,
+    name: str,
+    mission: str,
+    opening_question: str,
+    settings: CampaignSettings | None = None,
+    closes_at=None,
+) -> Campaign:
+    values = _validated_text(name, mission, opening_question)
+    settings = settings or CampaignSettings()
+    with transaction.atomic():
+        campaign = Campaign.objects.create(
+            organization=org,
+            created_by=actor,
+            settings=settings.to_json(),
+            closes_at=closes_at,
+            **values,
+        )
+        audit(
+            org_id=org.id,
+            actor=actor,
+            action="campaign.created",
+            target=campaign,
+            name=campaign.name,
+        )
+        _queue_mission_summary(campaign)
+    return campaign
+
+
+def campaign_update(
+    *,
+    actor,
+    campaign: Campaign,
+    name: str,
+    mission: str,
+    opening_question: str,
+    settings: CampaignSettings,
+    closes_at=None,
+    mission_summary: str | None = None,
+) -> Campaign:
+    """Edit a campaign. Mission and opening question freeze once conversations exist: the
+    answers already given were answers to those words."""
+    values = _validated_text(name, mission, opening_question)
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status == S.ARCHIVED:
+            raise ValidationError("Archived campaigns are read-only.")
+        text_changed = (values["mission"], values["opening_question"]) != (
+            campaign.mission,
+            campaign.opening_question,
+        )
+        if text_changed and campaign_has_conversations(campaign):
+            raise ValidationError(
+                "The mission and opening question can no longer change: participants have "
+                "already answered them. Settings and the name can still be edited."
+            )
+        mission_changed = values["mission"] != campaign.mission
+        for key, value in values.items():
+            setattr(campaign, key, value)
+        campaign.settings = settings.to_json()
+        campaign.closes_at = closes_at
+        fields = [*values, "settings", "closes_at", "updated_at"]
+        if mission_summary is not None and mission_summary.strip() != campaign.mission_summary:
+            campaign.mission_summary = mission_summary.strip()[:500]
+            campaign.mission_summary_edited = bool(campaign.mission_summary)
+            fields += ["mission_summary", "mission_summary_edited"]
+        campaign.save(update_fields=fields)
+        audit(
+            org_id=campaign.organization_id, actor=actor, action="campaign.updated", target=campaign
+        )
+        if mission_changed and not campaign.mission_summary_edited:
+            _queue_mission_summary(campaign)
+    return campaign
+
+
+def campaign_has_conversations(campaign: Campaign) -> bool:
+    return campaign.conversations.exists()
+
+
+def _queue_mission_summary(campaign: Campaign) -> None:
+    outbox.enqueue(
+        "campaigns.summarise_mission",
+        queue="ai",
+        org_id=campaign.organization_id,
+        campaign_id=str(campaign.pk),
+        mission=campaign.mission,
+    )
+
+
+def mission_summary_store(*, campaign_id, mission: str, summary: str) -> bool:
+    """Store a generated summary unless a person edited it or the mission moved on."""
+    updated = Campaign.objects.filter(
+        pk=campaign_id, mission=mission, mission_summary_edited=False
+    ).update(mission_summary=summary[:500], updated_at=timezone.now())
+    return bool(updated)
+
+
+def campaign_transition(*, actor, campaign: Campaign, to: str) -> Campaign:
+    """Move a campaign through its lifecycle (the transition table above)."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        refusal = transition_refusal(campaign.status, to)
+        if refusal:
+            raise ValidationError(refusal)
+        if to == S.ACTIVE and not campaign.participants.exists():
+            raise ValidationError("Add participants before activating the campaign.")
+        old = campaign.status
+        now = timezone.now()
+        campaign.status = to
+        fields = ["status", "updated_at"]
+        if to == S.ACTIVE and campaign.activated_at is None:
+            campaign.activated_at = now
+            fields.append("activated_at")
+        if to == S.COMPLETED:
+            campaign.completed_at = now
+            fields.append("completed_at")
+        if to == S.ARCHIVED:
+            campaign.archived_at = now
+            fields.append("archived_at")
+        campaign.save(update_fields=fields)
+        audit(
+            org_id=campaign.organization_id,
+            actor=actor,
+            action=f"campaign.{to}",
+            target=campaign,
+            old=old,
+            new=to,
+        )
+        if to == S.ACTIVE:
+            invite_pending(campaign)
+        if to == S.COMPLETED:
+            # Conversations (a later app) close themselves and queue the analysis.
+            outbox.enqueue(
+                "conversations.campaign_completed",
+                queue="default",
+                org_id=campaign.organization_id,
+                campaign_id=str(campaign.pk),
+            )
+    return campaign
+
+
+def campaigns_close_due(*, now=None) -> int:
+    """Complete the active or paused campaigns of the current org whose close date passed."""
+    now = now or timezone.now()
+    closed = 0
+    for campaign in Campaign.objects.filter(status__in=[S.ACTIVE, S.PAUSED], closes_at__lte=now):
+        campaign_transition(actor=None, campaign=campaign, to=S.COMPLETED)
+        closed += 1
+    return closed
+
+
+# --- participants --------------------------------------------------------------------------
+
+
+@dataclass
+class AddReport:
+    added: int = 0
+    already_there: list[str] = field(default_factory=list)
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    invited: int = 0
+
+
+def participants_add(*, actor, campaign: Campaign, parsed: ParsedList) -> AddReport:
+    """Add participants in bulk (a few queries whatever the count); adding twice changes
+    nothing. In an active campaign the new ones are invited straight away."""
+    report = AddReport(rejected=list(parsed.rejected))
+    if campaign.status in (S.COMPLETED, S.ARCHIVED):
+        raise ValidationError(f"Participants cannot be added to a {campaign.status} campaign.")
+    emails = [email for email, _name in parsed.valid]
+    with transaction.atomic():
+        existing = set(
+            Participant.objects.filter(campaign=campaign)
+            .annotate(lower=Lower("email"))
+            .filter(lower__in=emails)
+            .values_list("lower", flat=True)
+        )
+        new = [
+            Participant(
+                organization_id=campaign.organization_id, campaign=campaign, email=e, name=n
+            )
+            for e, n in parsed.valid
+            if e not in existing
+        ]
+        report.already_there = sorted(existing)
+        Participant.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
+        report.added = len(new)
+        if new:
+            audit(
+                org_id=campaign.organization_id,
+                actor=actor,
+                action="participants.added",
+                target=campaign,
+                count=len(new),
+            )
+        if campaign.status == S.ACTIVE:
+            report.invited = invite_pending(campaign)
+    return report
+
+
+def invite_pending(campaign: Campaign) -> int:
+    """Queue an invitation for every participant not invited yet (one email row and one
+    outbox job each, inserted in bulk)."""
+    pending = list(
+        Participant.objects.filter(
+            campaign=campaign, status=Participant.Status.PENDING
+        ).values_list("pk", flat=True)
+    )
+    if not pending:
+        return 0
+    now = timezone.now()
+    Participant.objects.filter(pk__in=pending).update(
+        status=Participant.Status.INVITED, invited_at=now, updated_at=now
+    )
+    _queue_emails(campaign, pending, CampaignEmail.Kind.INVITATION, sequence_for=lambda _p: 1)
+    return len(pending)
+
+
+def _queue_emails(campaign, participant_ids, kind, *, sequence_for) -> list[CampaignEmail]:
+    emails = [
+        CampaignEmail(
+            organization_id=campaign.organization_id,
+            participant_id=pid,
+            kind=kind,
+            sequence=sequence_for(pid),
+        )
+        for pid in participant_ids
+    ]
+    CampaignEmail.objects.bulk_create(emails, batch_size=1000, ignore_conflicts=True)
+    outbox.enqueue_many(
+        "campaigns.send_campaign_email",
+        queue="email",
+        org_id=campaign.organization_id,
+        kwargs_list=[{"email_id": str(e.pk)} for e in emails],
+    )
+    return emails
+
+
+def participant_resend(*, actor, participant: Participant) -> CampaignEmail:
+    """Send the invitation again (a new email with a fresh link)."""
+    campaign = participant.campaign
+    if campaign.status != S.ACTIVE:
+        raise ValidationError("Invitations go out only while the campaign is active.")
+    if participant.status in (Participant.Status.DECLINED, Participant.Status.COMPLETED):
+        raise ValidationError(f"{participant.email} has {participant.status}; nothing to resend.")
+    with transaction.atomic():
+        last = (
+            CampaignEmail.objects.filter(participant=participant, kind="invitation")
+            .order_by("-sequence")
+            .values_list("sequence", flat=True)
+            .first()
+        ) or 0
+        if participant.status in (Participant.Status.PENDING, Participant.Status.BOUNCED):
+            Participant.objects.filter(pk=participant.pk).update(
+                status=Participant.Status.INVITED, invited_at=timezone.now(), bounce_reason=""
+            )
+        (email,) = _queue_emails(
+            campaign,
+            [participant.pk],
+            CampaignEmail.Kind.INVITATION,
+            sequence_for=lambda _p: last + 1,
+        )
+        audit(
+            org_id=campaign.organization_id,
+            actor=actor,
+            action="participant.resent",
+            target=participant,
+            email=participant.email,
+        )
+    return email
+
+
+def participant_remove(*, actor, participant: Participant) -> None:
+    """Remove a participant with their links, emails and conversation."""
+    with transaction.atomic():
+        email, campaign = participant.email, participant.campaign
+        participant.delete()
+        audit(
+            org_id=campaign.organization_id,
+            actor=actor,
+            action="participant.removed",
+            target=campaign,
+            email=email,
+        )
+
+
+# --- links ---------------------------------------------------------------------------------
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def link_issue(*, participant: Participant) -> str:
+    """A new link for the participant; returns the token (it exists nowhere else)."""
+    token = secrets.token_urlsafe(32)  # 256 bits
+    ParticipantLink.objects.create(
+        organization_id=participant.organization_id,
+        participant=participant,
+        token_hash=hash_token(token),
+    )
+    return token
+
+
+def links_revoke(*, actor, participant: Participant, reissue: bool) -> CampaignEmail | None:
+    """Revoke every link of the participant; with `reissue`, email them a fresh one."""
+    with transaction.atomic():
+        count = ParticipantLink.objects.filter(participant=participant, revoked_at=None).update(
+            revoked_at=timezone.now()
+        )
+        audit(
+            org_id=participant.organization_id,
+            actor=actor,
+            action="participant.links_revoked",
+            target=participant,
+            email=participant.email,
+            count=count,
+            reissue=reissue,
+        )
+        if reissue:
+            return participant_resend(actor=actor, participant=participant)
+    return None
+
+
+def participant_decline(*, participant: Participant) -> None:
+    """The participant wants no more emails (one-click link in every email)."""
+    with transaction.atomic():
+        updated = (
+            Participant.objects.filter(pk=participant.pk)
+            .exclude(status__in=[Participant.Status.DECLINED, Participant.Status.COMPLETED])
+            .update(status=Participant.Status.DECLINED, updated_at=timezone.now())
+        )
+        CampaignEmail.objects.filter(participant=participant, status="pending").update(
+            status=CampaignEmail.Status.FAILED, error="declined"
+        )
+        if updated:
+            audit(
+                org_id=participant.organization_id,
+                actor=None,
+                action="participant.declined",
+                target=participant,
+            )
+
+
+def participant_opened(*, participant: Participant) -> None:
+    now = timezone.now()
+    Participant.objects.filter(
+        pk=participant.pk, status__in=[Participant.Status.INVITED, Participant.Status.PENDING]
+    ).update(status=Participant.Status.OPENED, opened_at=now, updated_at=now)
+    Participant.objects.filter(pk=participant.pk).update(last_activity_at=now)
+
+
+# --- reminders -----------------------------------------------------------------------------
+
+REMINDABLE = [Participant.Status.INVITED, Participant.Status.OPENED, Participant.Status.IN_PROGRESS]
+
+
+def reminders_queue_due(*, now=None) -> int:
+    """Queue the reminders that are due in the current organisation's active campaigns.
+
+    Each participant's next reminder is `reminder_days[reminders_sent]` days after their
+    invitation; `reminders_sent` moves on in the same transaction as the email row, so a
+    sweep that runs twice queues nothing twice."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    now = now or timezone.now()
+    queued = 0
+    for campaign in Campaign.objects.filter(status=S.ACTIVE):
+        days = campaign.options.reminder_days
+        for index, day in enumerate(days):
+            with transaction.atomic():
+                due = list(
+                    Participant.objects.select_for_update(skip_locked=True)
+                    .filter(
+                        campaign=campaign,
+                        status__in=REMINDABLE,
+                        reminders_sent=index,
+                        invited_at__lte=now - timedelta(days=day),
+                    )
+                    .values_list("pk", flat=True)
+                )
+                if not due:
+                    continue
+                Participant.objects.filter(pk__in=due).update(
+                    reminders_sent=index + 1, reminded_at=now, updated_at=now
+                )
+                _queue_emails(
+                    campaign,
+                    due,
+                    CampaignEmail.Kind.REMINDER,
+                    sequence_for=lambda _p, n=index + 1: n,
+                )
+                queued += len(due)
+    return queued
