@@ -50,7 +50,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 def unavailable(reason: str):
     """Skip with the reason; on CI (the CI variable is set) fail instead."""
-    if os.environ.get("CI"):
+    if "CI" in os.environ:
         pytest.fail(f"CI is set, so the browser tests must run: {reason}", pytrace=False)
     pytest.skip(reason)
 
@@ -97,20 +97,20 @@ class Problems:
 
     seen: list[tuple[str, str]] = field(default_factory=list)  # (url, text)
     allowed: list[tuple[str, re.Pattern]] = field(default_factory=list)
+    checked: int = 0  # problems up to here were reported by an earlier check
 
     def allow(self, url: str, pattern: str) -> None:
         """An expected console error, e.g. Chromium's note on a deliberate 403 page."""
         self.allowed.append((url, re.compile(pattern)))
 
-    def unexpected(self) -> list[str]:
-        return [
+    def assert_none(self, where: str = "") -> None:
+        """Fail on problems seen since the previous check."""
+        new, self.checked = self.seen[self.checked :], len(self.seen)
+        found = [
             f"{text} [{url}]"
-            for url, text in self.seen
+            for url, text in new
             if not any(url == u and p.search(text) for u, p in self.allowed)
         ]
-
-    def assert_none(self, where: str = "") -> None:
-        found = self.unexpected()
         assert not found, f"browser problems{' ' + where if where else ''}:\n" + "\n".join(found)
 
 

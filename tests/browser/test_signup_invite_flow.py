@@ -11,11 +11,15 @@ import re
 
 import pytest
 from django.core import mail
-from playwright.sync_api import expect
 
 import tap.orgs.tasks  # noqa: F401 - registers the email tasks that run_due_inline runs
 from tap import outbox
 from tests.conftest import PASSWORD
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the `browser` fixture skips (or, on CI, fails) and says why
+    expect = None
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,6 +31,7 @@ pytestmark = [
 OWNER = "olivia@acme.example"
 MEMBER = "max@acme.example"
 ORG = "Acme Feedback"
+PHONE = {"width": 390, "height": 844}
 
 
 def sign_up(page, *, name: str, email: str | None = None) -> None:
@@ -60,7 +65,7 @@ def test_owner_invites_a_member_who_signs_up_and_sees_the_org_read_only(
     page.get_by_label("Organisation name").fill(ORG)
     page.get_by_role("button", name="Create").click()
 
-    expect(page).to_have_url(re.compile(r"/o/acme-feedback/$"))
+    expect(page).to_have_url(re.compile(r"/o/acme-feedback[-0-9a-f]*/$"))
     slug = page.url.rstrip("/").rsplit("/", 1)[-1]
     expect(page.get_by_role("heading", level=1, name=ORG)).to_be_visible()
     expect(page.get_by_text("You are owner here")).to_be_visible()
@@ -93,6 +98,10 @@ def test_owner_invites_a_member_who_signs_up_and_sees_the_org_read_only(
     page.reload()
     expect(invitations).to_contain_text("email sent")
     screenshot("05-members-owner")
+    desktop = page.viewport_size
+    page.set_viewport_size(PHONE)
+    screenshot("05b-members-owner-phone")
+    page.set_viewport_size(desktop)
 
     org_nav(page).get_by_role("link", name="Activity").click()
     expect(page.get_by_role("table")).to_contain_text("member.invited")
@@ -148,7 +157,7 @@ def test_owner_invites_a_member_who_signs_up_and_sees_the_org_read_only(
     screenshot("08-forbidden")
 
     # The navigation collapses into a menu on a phone.
-    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_viewport_size(PHONE)
     page.goto(f"/o/{slug}/")
     toggler = page.get_by_role("button", name="Toggle navigation")
     expect(toggler).to_be_visible()
