@@ -373,7 +373,7 @@ def prepare(*, database: str = DB_NAME) -> tuple[dict[str, str], list]:
         port = stored["pg_port"]
         if start_postgres(port):
             stoppers.append(stop_postgres)
-        provision(superuser_conninfo(), stored, [DB_NAME, TEST_DB_NAME])
+        provision(superuser_conninfo(), stored, sorted({DB_NAME, TEST_DB_NAME, database}))
         env["DATABASE_URL"] = db_url(APP_ROLE, stored[APP_ROLE], port, DB_NAME)
         env["DATABASE_SERVICE_URL"] = db_url(SERVICE_ROLE, stored[SERVICE_ROLE], port, DB_NAME)
         env["DATABASE_OWNER_URL"] = db_url(MIGRATOR_ROLE, stored[MIGRATOR_ROLE], port, DB_NAME)
@@ -390,7 +390,8 @@ def prepare(*, database: str = DB_NAME) -> tuple[dict[str, str], list]:
             if key in env and embedded_db:
                 process_env[key] = env[key].rsplit("/", 1)[0] + "/" + database
         if embedded_redis:
-            process_env["REDIS_URL"] = env["REDIS_URL"].rsplit("/", 1)[0] + "/1"
+            redis_db = os.environ.get("TAP_TEST_REDIS_DB", "1")
+            process_env["REDIS_URL"] = env["REDIS_URL"].rsplit("/", 1)[0] + "/" + redis_db
     return process_env, stoppers
 
 
@@ -493,7 +494,8 @@ def run_all(port: int) -> int:
 
 
 def run_tests(args: list[str]) -> int:
-    env, stoppers = prepare(database=TEST_DB_NAME)
+    # TAP_TEST_DB / TAP_TEST_REDIS_DB let two test runs share the embedded servers safely.
+    env, stoppers = prepare(database=os.environ.get("TAP_TEST_DB", TEST_DB_NAME))
     env["TAP_TESTING"] = "1"
     try:
         result = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
