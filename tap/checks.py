@@ -18,3 +18,22 @@ def app_role_is_not_owner(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def ai_model_is_current(app_configs, **kwargs):
+    """A deprecated model id fails loudly at start-up, not on the first participant's turn."""
+    try:
+        from anthropic.resources.messages.messages import DEPRECATED_MODELS  # noqa: PLC0415
+    except ImportError:  # the SDK moved it: nothing to check against
+        return []
+    model = settings.TAP_AI_MODEL
+    if model in DEPRECATED_MODELS:
+        return [
+            Error(
+                f"TAP_AI_MODEL={model} is deprecated (end of life {DEPRECATED_MODELS[model]}).",
+                hint="Set TAP_AI_MODEL to a current Claude model.",
+                id="tap.E002",
+            )
+        ]
+    return []

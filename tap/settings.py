@@ -231,7 +231,7 @@ CONTENT_SECURITY_POLICY = {
 # --- AI ------------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
-TAP_AI_MODEL = env.str("TAP_AI_MODEL", default="claude-sonnet-4-5")
+TAP_AI_MODEL = env.str("TAP_AI_MODEL", default="claude-sonnet-5-5")
 TAP_AI_TIMEOUT_SECONDS = env.float("TAP_AI_TIMEOUT_SECONDS", default=60.0)
 
 # --- Logging: one JSON object a line, with request / org / task ids (tap/logging.py) --------
