@@ -5,8 +5,15 @@ from tap.orgs.models import Role
 
 
 class SignupForm(forms.Form):
-    name = forms.CharField(max_length=150, required=False, label="Your name")
-    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autofocus": True}))
+    name = forms.CharField(
+        max_length=150,
+        required=False,
+        label="Your name",
+        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "name"}),
+    )
+    email = forms.EmailField(
+        max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
     password1 = forms.CharField(
         label="Password",
         strip=False,
@@ -34,7 +41,11 @@ class LoginForm(AuthenticationForm):
 
 
 class OrganizationForm(forms.Form):
-    name = forms.CharField(max_length=120, label="Organisation name")
+    name = forms.CharField(
+        max_length=120,
+        label="Organisation name",
+        widget=forms.TextInput(attrs={"autofocus": True}),
+    )
 
 
 class InviteForm(forms.Form):
