@@ -181,11 +181,14 @@ def org_delete(request):
 @org_view("orgs.view_org")
 def members(request):
     can_manage = request.user.has_perm("orgs.manage_members", request.org)
+    members_list = selectors.org_members(org=request.org)
+    owners = sum(1 for m in members_list if m.role == Role.OWNER)
     return render(
         request,
         "orgs/members.html",
         {
-            "members": selectors.org_members(org=request.org),
+            "members": members_list,
+            "sole_owner": request.membership.role == Role.OWNER and owners == 1,
             "invitations": selectors.open_invitations(org=request.org) if can_manage else [],
             "invite_form": InviteForm() if can_manage else None,
             "roles": Role.choices,

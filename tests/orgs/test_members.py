@@ -59,6 +59,7 @@ def test_the_last_owner_cannot_step_down_or_leave(client, alice, org_a):
     )
     assert "at least one owner" in response.content.decode()
     assert member_of(org_a, alice).role == "owner"
+    assert "You are the only owner" in client.get(f"/o/{org_a.slug}/members/").content.decode()
     response = client.post(f"/o/{org_a.slug}/leave/", follow=True)
     assert "at least one owner" in response.content.decode()
     assert member_of(org_a, alice) is not None
