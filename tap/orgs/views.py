@@ -11,6 +11,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
+from campaigns import selectors as campaign_selectors
 from tap import ratelimit
 from tap.orgs import selectors, services
 from tap.orgs.decorators import org_view
@@ -146,6 +147,7 @@ def dashboard(request):
         "orgs/dashboard.html",
         {
             "summary": selectors.org_summary(org=request.org),
+            "campaigns": campaign_selectors.recent_campaigns(org=request.org, limit=5),
             "activity": selectors.recent_activity(org=request.org, limit=8)
             if request.user.has_perm("orgs.view_activity", request.org)
             else None,

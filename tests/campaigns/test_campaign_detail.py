@@ -1,0 +1,96 @@
+"""The campaign page: status, progress, actions allowed now, participant table, constant queries."""
+
+import pytest
+
+from tests.campaigns import creator
+
+pytestmark = pytest.mark.django_db
+
+MIXED = ("pending", "invited", "opened", "in_progress", "completed", "declined", "bounced")
+
+
+def test_detail_shows_counts_actions_and_participants(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active", mission_summary="Tools, briefly.")
+    creator.participants_in_bulk(org_a, campaign, 14, statuses=MIXED)
+    response = client_for(alice).get(creator.url("detail", org_a, campaign.pk))
+    assert response.status_code == 200
+    counts = response.context["counts"]
+    assert (counts["total"], counts["invited"], counts["started"], counts["completed"]) == (
+        14,
+        12,
+        4,
+        2,
+    )
+    assert counts["rate"] == 17
+    assert [verb for _to, verb in response.context["transitions"]] == ["pause", "complete"]
+    html = response.content.decode()
+    assert "Tools, briefly." in html
+    assert 'value="paused"' in html
+    assert 'value="completed"' in html
+    assert 'value="archived"' not in html
+    assert "Bounced: 550 mailbox unavailable" in html
+    assert "Resend invitation" in html
+    assert "<progress" in html
+
+
+def test_members_see_the_page_without_actions(org_a, alice, bob, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    creator.participants_in_bulk(org_a, campaign, 3)
+    html = client_for(bob).get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert "person00000@x.example" in html
+    assert "Resend invitation" not in html
+    assert 'name="to"' not in html
+    assert "Add participants" not in html
+
+
+def test_the_participant_table_filters_by_status_and_pages(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    creator.participants_in_bulk(org_a, campaign, 120, statuses=("invited", "completed"))
+    client = client_for(alice)
+    page = client.get(creator.url("detail", org_a, campaign.pk)).context["page"]
+    assert (len(page), page.paginator.count, page.paginator.num_pages) == (50, 120, 3)
+    done = client.get(creator.url("detail", org_a, campaign.pk, status="completed"))
+    assert done.context["page"].paginator.count == 60
+    assert {p.status for p in done.context["page"]} == {"completed"}
+    last = client.get(creator.url("detail", org_a, campaign.pk, page=3)).context["page"]
+    assert len(last) == 20
+
+
+def test_anonymous_campaigns_link_no_row_to_a_transcript(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active", anonymous=True)
+    (participant,) = creator.participants_in_bulk(org_a, campaign, 1)
+    conversation = creator.conversation(org_a, campaign, participant, ["Q", "A"])
+    html = client_for(alice).get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert str(conversation.pk) not in html
+    assert "Responses are anonymous" in html
+
+
+def test_a_named_campaign_links_rows_to_their_transcripts(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    (participant,) = creator.participants_in_bulk(org_a, campaign, 1)
+    conversation = creator.conversation(org_a, campaign, participant, ["Q", "A"])
+    html = client_for(alice).get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert creator.url("transcript", org_a, campaign.pk, conversation.pk) in html
+
+
+def test_an_unknown_campaign_is_404(org_a, org_b, alice, charlie, client_for):
+    theirs = creator.campaign(org_b, charlie)
+    assert client_for(alice).get(creator.url("detail", org_a, theirs.pk)).status_code == 404
+
+
+QUERY_BOUND = 15
+
+
+@pytest.mark.parametrize("count", [10, 1000])
+def test_query_count_does_not_grow_with_participants(
+    count, org_a, alice, client_for, django_assert_max_num_queries
+):
+    campaign = creator.campaign(org_a, alice, status="active")
+    people = creator.participants_in_bulk(org_a, campaign, count, statuses=MIXED)
+    for person in people[:5]:
+        creator.conversation(org_a, campaign, person, ["Q", "A"])
+    client = client_for(alice)
+    with django_assert_max_num_queries(QUERY_BOUND):
+        response = client.get(creator.url("detail", org_a, campaign.pk))
+    assert response.status_code == 200
+    assert response.context["counts"]["total"] == count

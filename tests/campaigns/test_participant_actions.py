@@ -1,0 +1,114 @@
+"""Per-participant actions on the campaign page: resend, revoke and reissue, remove."""
+
+import pytest
+
+from campaigns import services
+from campaigns.models import CampaignEmail, Participant, ParticipantLink
+from conversations.models import Conversation, Message
+from tap.tenancy import org_context
+from tests.campaigns import creator
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def active(org_a, alice):
+    campaign = creator.campaign(org_a, alice, status="active")
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1, statuses=("bounced",))
+    return campaign, person
+
+
+def post(client, name, org, campaign, person):
+    response = client.post(creator.url(name, org, campaign.pk, person.pk), follow=True)
+    assert response.redirect_chain[-1][0] == creator.url("detail", org, campaign.pk)
+    return " ".join(creator.messages_of(response))
+
+
+def test_resend_queues_a_new_invitation_and_clears_a_bounce(org_a, alice, client_for, active):
+    campaign, person = active
+    message = post(client_for(alice), "participant_resend", org_a, campaign, person)
+    assert f"A new invitation to {person.email} is on its way" in message
+    with org_context(org_a.id):
+        person.refresh_from_db()
+        assert person.status == "invited"
+        assert person.bounce_reason == ""
+        assert CampaignEmail.objects.filter(participant=person, kind="invitation").count() == 1
+
+
+def test_resend_outside_an_active_campaign_says_why(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="paused")
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1)
+    message = post(client_for(alice), "participant_resend", org_a, campaign, person)
+    assert "only while the campaign is active" in message
+
+
+def test_revoke_and_reissue(org_a, alice, client_for, active):
+    campaign, person = active
+    with org_context(org_a.id):
+        services.link_issue(participant=person)
+    message = post(client_for(alice), "participant_revoke", org_a, campaign, person)
+    assert "was revoked. A new one is on its way." in message
+    with org_context(org_a.id):
+        assert ParticipantLink.objects.filter(revoked_at=None).count() == 0
+        assert CampaignEmail.objects.filter(participant=person).count() == 1
+
+
+def test_revoke_in_a_paused_campaign_sends_nothing(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="paused")
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1)
+    with org_context(org_a.id):
+        services.link_issue(participant=person)
+    message = post(client_for(alice), "participant_revoke", org_a, campaign, person)
+    assert message.endswith("was revoked.")
+    with org_context(org_a.id):
+        assert ParticipantLink.objects.filter(revoked_at=None).count() == 0
+        assert not CampaignEmail.objects.exists()
+
+
+def test_remove_asks_first_then_removes_the_conversation_too(org_a, alice, client_for, active):
+    campaign, person = active
+    creator.conversation(org_a, campaign, person, ["Q", "A"])
+    client = client_for(alice)
+    confirm = client.get(creator.url("participant_remove", org_a, campaign.pk, person.pk))
+    assert confirm.status_code == 200
+    assert "Their conversation is deleted too" in confirm.content.decode()
+    with org_context(org_a.id):
+        assert Participant.objects.count() == 1
+    message = post(client, "participant_remove", org_a, campaign, person)
+    assert f"{person.email} was removed" in message
+    with org_context(org_a.id):
+        assert not Participant.objects.exists()
+        assert not Conversation.objects.exists()
+        assert not Message.objects.exists()
+
+
+def test_a_participant_of_another_campaign_is_404(org_a, alice, client_for, active):
+    campaign, _person = active
+    other = creator.campaign(org_a, alice, name="Other", status="active")
+    (stranger,) = creator.participants_in_bulk(org_a, other, 1)
+    client = client_for(alice)
+    for name in ("participant_resend", "participant_revoke", "participant_remove"):
+        url = creator.url(name, org_a, campaign.pk, stranger.pk)
+        assert client.post(url).status_code == 404
+    with org_context(org_a.id):
+        assert Participant.objects.filter(pk=stranger.pk).exists()
+
+
+def test_members_get_403_and_nothing_changes(org_a, bob, client_for, active):
+    campaign, person = active
+    client = client_for(bob)
+    for name in ("participant_resend", "participant_revoke", "participant_remove"):
+        url = creator.url(name, org_a, campaign.pk, person.pk)
+        assert client.post(url).status_code == 403
+    url = creator.url("participant_remove", org_a, campaign.pk, person.pk)
+    assert client.get(url).status_code == 403
+    with org_context(org_a.id):
+        assert Participant.objects.get().status == "bounced"
+
+
+def test_resend_and_revoke_take_post_only(org_a, alice, client_for, active):
+    campaign, person = active
+    client = client_for(alice)
+    for name in ("participant_resend", "participant_revoke"):
+        url = creator.url(name, org_a, campaign.pk, person.pk)
+        assert client.get(url).status_code == 405

@@ -1,0 +1,79 @@
+"""Transcripts and the responses list, named or anonymous."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.campaigns import creator
+
+pytestmark = pytest.mark.django_db
+
+CHAT = ["How did you use AI tools this week?", "Mostly for tests.", "Which tests?", "Unit tests."]
+
+
+def test_a_transcript_in_order_with_the_participants_name(org_a, alice, bob, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    people = creator.participants_in_bulk(org_a, campaign, 2)
+    conversation = creator.conversation(org_a, campaign, people[1], CHAT)
+    response = client_for(bob).get(creator.url("transcript", org_a, campaign.pk, conversation.pk))
+    assert response.status_code == 200
+    assert [m.body for m in response.context["chat"]] == CHAT
+    html = response.content.decode()
+    assert "Person 1 &lt;person00001@x.example&gt;" in html
+    positions = [html.index(body) for body in CHAT]
+    assert positions == sorted(positions)
+
+
+def test_anonymous_transcripts_show_a_number_never_a_name(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active", anonymous=True)
+    people = creator.participants_in_bulk(org_a, campaign, 3)
+    start = timezone.now() - timedelta(days=1)
+    creator.conversation(org_a, campaign, people[2], ["Q"], start=start)
+    second = creator.conversation(
+        org_a, campaign, people[0], CHAT, start=start + timedelta(hours=1)
+    )
+    client = client_for(alice)
+    html = client.get(creator.url("transcript", org_a, campaign.pk, second.pk)).content.decode()
+    assert "Participant 2" in html
+    assert "person00000" not in html
+    assert "Person 0" not in html
+    listing = client.get(creator.url("responses", org_a, campaign.pk))
+    assert [c.label for c in listing.context["page"]] == ["Participant 1", "Participant 2"]
+    assert "x.example" not in listing.content.decode()
+
+
+def test_the_participant_route_says_when_there_is_no_conversation_yet(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1)
+    client = client_for(alice)
+    url = creator.url("participant_transcript", org_a, campaign.pk, person.pk)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "has not started a conversation yet" in response.content.decode()
+    conversation = creator.conversation(org_a, campaign, person, CHAT)
+    response = client.get(url)
+    assert response["Location"] == creator.url("transcript", org_a, campaign.pk, conversation.pk)
+
+
+def test_in_an_anonymous_campaign_the_participant_route_leads_nowhere(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active", anonymous=True)
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1)
+    conversation = creator.conversation(org_a, campaign, person, CHAT)
+    response = client_for(alice).get(
+        creator.url("participant_transcript", org_a, campaign.pk, person.pk)
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "not linked to participants" in html
+    assert str(conversation.pk) not in html
+    assert person.email not in html
+
+
+def test_a_conversation_of_another_campaign_is_404(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    other = creator.campaign(org_a, alice, name="Other", status="active")
+    (person,) = creator.participants_in_bulk(org_a, other, 1)
+    conversation = creator.conversation(org_a, other, person, CHAT)
+    url = creator.url("transcript", org_a, campaign.pk, conversation.pk)
+    assert client_for(alice).get(url).status_code == 404
