@@ -9,11 +9,9 @@ from tap.models import OutboxJob
 SERVICE_DB = "service"
 
 
-class ServiceModelAdmin(admin.ModelAdmin):
-    """Staff work across organisations: use the privileged service connection."""
-
-    list_per_page = 50
-    show_full_result_count = False
+class ServiceAdminMixin:
+    """Staff work across organisations: use the privileged service connection (also for
+    users, whose deletion cascades into tenant tables the app role cannot see)."""
 
     def get_queryset(self, request):
         manager = getattr(self.model, "all_objects", self.model._base_manager)
@@ -33,6 +31,11 @@ class ServiceModelAdmin(admin.ModelAdmin):
         manager = getattr(related, "all_objects", related._base_manager)
         kwargs.setdefault("queryset", manager.using(SERVICE_DB).all())
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ServiceModelAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False
 
 
 class ReadOnlyAdmin(ServiceModelAdmin):

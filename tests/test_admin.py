@@ -37,3 +37,12 @@ def test_staff_see_every_orgs_rows_in_every_changelist(staff_client, org_a, org_
             assert "Org B" in page
         if issubclass(model, TenantModel):
             assert model_admin.get_queryset(None).db == "service"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_staff_can_delete_a_user_who_belongs_to_an_org(staff_client, org_a, bob):
+    from tap.orgs.models import User
+
+    response = staff_client.post(f"/admin/orgs/user/{bob.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=bob.pk).exists()

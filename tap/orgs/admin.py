@@ -1,12 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from tap.admin import ReadOnlyAdmin, ServiceModelAdmin
+from tap.admin import ReadOnlyAdmin, ServiceAdminMixin, ServiceModelAdmin
 from tap.orgs.models import AuditEvent, Invitation, Organization, OrganizationMember, User
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
     ordering = ("email",)
     list_display = ("email", "name", "is_active", "is_staff", "date_joined", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser")
