@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -444,10 +445,14 @@ def reminders_queue_due(*, now=None) -> int:
     for campaign in Campaign.objects.filter(status=S.ACTIVE):
         days = campaign.options.reminder_days
         for index, day in enumerate(days):
+            # Keep the schedule's spacing after the previous reminder too: after a pause or a
+            # sweeper outage, reminders 1 and 2 must not go out in the same sweep.
+            gap = timedelta(days=day - (days[index - 1] if index else 0))
             with transaction.atomic():
                 due = list(
                     Participant.objects.select_for_update(skip_locked=True)
                     .filter(
+                        Q(reminded_at=None) | Q(reminded_at__lte=now - gap),
                         campaign=campaign,
                         status__in=REMINDABLE,
                         reminders_sent=index,

@@ -3,8 +3,11 @@
 Context lives in contextvars (never thread-locals, which leak between requests)."""
 
 import logging
+import re
 import uuid
 from contextvars import ContextVar
+
+from gunicorn.glogging import Logger as GunicornLogger
 
 request_id_var: ContextVar[str | None] = ContextVar("tap_request_id", default=None)
 task_id_var: ContextVar[str | None] = ContextVar("tap_task_id", default=None)
@@ -19,6 +22,49 @@ class ContextFilter(logging.Filter):
         org_id = current_org_id()
         record.org_id = str(org_id) if org_id else None
         return True
+
+
+# A participant token travels in the path /c/<token>/ (campaigns/participant_urls.py).
+PARTICIPANT_TOKEN = re.compile(r"/c/[^/\s\"'?#<>]+")
+REDACTED = "/c/[redacted]"
+# LogRecord's own attributes; anything else on a record came in through `extra`.
+_RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+def redact(text: str) -> str:
+    return PARTICIPANT_TOKEN.sub(REDACTED, text)
+
+
+class RedactTokensFilter(logging.Filter):
+    """Participant tokens never reach a log: Django logs the path of every 4xx/5xx response
+    ("Not Found: /c/<token>/") with the request in `extra`, and runserver logs every request
+    line. Rewrites the message and any `extra` value that would print a token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/c/" in message:
+            record.msg, record.args = redact(message), ()
+        for key, value in list(vars(record).items()):
+            if key in _RECORD_ATTRS or value is None:
+                continue
+            text = value if isinstance(value, str) else None
+            if text is None and key == "request":
+                text = repr(value)  # the JSON formatter would print "<WSGIRequest: GET '/c/…'>"
+            if text is not None and "/c/" in text:
+                setattr(record, key, redact(text))
+        return True
+
+
+class RedactingGunicornLogger(GunicornLogger):
+    """gunicorn's access log without participant tokens (request line, path, referrer).
+    Enabled by gunicorn.conf.py (`logger_class`)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "f", "{raw_uri}e", "{path_info}e", "{request_uri}e", "{referer}i"):
+            if isinstance(atoms.get(key), str):
+                atoms[key] = redact(atoms[key])
+        return atoms
 
 
 class RequestContextMiddleware:

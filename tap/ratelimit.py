@@ -46,3 +46,19 @@ def hit(scope: str, key: str, limit: Limit) -> int | None:
     if count > limit.count:
         return max(1, limit.seconds - int(time.time()) % limit.seconds)
     return None
+
+
+def blocked(scope: str, key: str, limit: Limit) -> int | None:
+    """Like `hit`, without counting: seconds to wait when already over the limit, else None.
+
+    For limits that count only failures (unknown participant tokens): check before the
+    lookup, count after a miss — so a blocked client cannot go on guessing."""
+    window = int(time.time() // limit.seconds)
+    try:
+        count = cache.get(f"rl:{scope}:{key}:{window}", 0)
+    except Exception:
+        logger.warning("rate limit store unavailable; allowing", extra={"scope": scope})
+        return None
+    if count >= limit.count:
+        return max(1, limit.seconds - int(time.time()) % limit.seconds)
+    return None

@@ -239,7 +239,11 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "tap.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "tap.logging.ContextFilter"},
+        # Participant tokens are in /c/<token>/ paths, which Django logs on every 4xx.
+        "redact_tokens": {"()": "tap.logging.RedactTokensFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -248,7 +252,11 @@ LOGGING = {
         }
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context", "redact_tokens"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -69,8 +69,11 @@ def org_context(org_id, *, user_id=None, using: str = "default"):
     previous = (_org_id.get(), _user_id.get())
     user_id = user_id if user_id is not None else previous[1]
     # A fresh transaction starts with both settings unset, which is what (None, None) means:
-    # skip the round trip when nothing changes (anonymous pages, /ping).
-    changed = (org_id, user_id) != previous
+    # skip the round trip when nothing changes (anonymous pages, /ping). Compare with what the
+    # database holds, not with the contextvars: under `org_scope` they name an organisation
+    # that no transaction has been told about yet.
+    fresh = not connections[using].in_atomic_block
+    changed = (org_id, user_id) != ((None, None) if fresh else previous)
     with transaction.atomic(using=using):
         if changed:
             _write_settings(using, org_id, user_id)
@@ -82,7 +85,8 @@ def org_context(org_id, *, user_id=None, using: str = "default"):
         finally:
             _org_id.reset(org_token)
             _user_id.reset(user_token)
-            if changed and not failed and not connections[using].needs_rollback:
+            # A transaction this block opened ends here, taking its settings with it.
+            if changed and not fresh and not failed and not connections[using].needs_rollback:
                 _write_settings(using, *previous)
 
 

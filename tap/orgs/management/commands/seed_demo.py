@@ -1,4 +1,5 @@
-"""Demo data for `make run`: organisation `demo` with an owner, an admin and a member.
+"""Demo data for `make run`: organisation `demo` with an owner, an admin and a member, and an
+active campaign whose five participants have been invited but have not started.
 
 Idempotent. The demo password is set only when DJANGO_DEBUG is true, so a production
 database never gets accounts with a published password."""
@@ -6,6 +7,9 @@ database never gets accounts with a published password."""
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from campaigns import services as campaign_services
+from campaigns.models import Campaign
+from campaigns.participant_input import parse_pasted
 from tap.orgs import services
 from tap.orgs.models import Organization, OrganizationMember, Role, User
 from tap.tenancy import org_context
@@ -16,6 +20,16 @@ DEMO_USERS = [
     ("admin@example.com", "Adam Admin", Role.ADMIN),
     ("member@example.com", "Mira Member", Role.MEMBER),
 ]
+DEMO_CAMPAIGN = "Developer experience with AI tools"
+DEMO_MISSION = (
+    "Understand how our engineers use AI coding assistants day to day: where they save time, "
+    "where they get in the way, and what would make them more useful."
+)
+DEMO_OPENING_QUESTION = (
+    "Think of the last time an AI tool helped you, or got in your way, while you were coding. "
+    "What happened?"
+)
+DEMO_PARTICIPANTS = [f"p{n}@example.com" for n in range(1, 6)]
 
 
 class Command(BaseCommand):
@@ -42,9 +56,36 @@ class Command(BaseCommand):
                 OrganizationMember.objects.get_or_create(
                     organization=org, user=users[email], defaults={"role": role}
                 )
+        with org_context(org.pk, user_id=owner.pk):
+            self._campaign(org, owner)
         self.stdout.write(
             self.style.SUCCESS(
                 "demo ready: owner@example.com, admin@example.com, member@example.com"
                 + (f" (password {DEMO_PASSWORD})" if settings.DEBUG else " (no password set)")
             )
         )
+
+    def _campaign(self, org, owner) -> None:
+        """The demo campaign, active, with p1…p5 invited (their emails go through the outbox
+        to the development mail sink). Running again adds nothing."""
+        campaign = Campaign.objects.filter(name=DEMO_CAMPAIGN).first()
+        if campaign is None:
+            campaign = campaign_services.campaign_create(
+                actor=owner,
+                org=org,
+                name=DEMO_CAMPAIGN,
+                mission=DEMO_MISSION,
+                opening_question=DEMO_OPENING_QUESTION,
+            )
+            self.stdout.write(f"created campaign {DEMO_CAMPAIGN!r}")
+        if campaign.status in (Campaign.Status.COMPLETED, Campaign.Status.ARCHIVED):
+            return  # someone finished it by hand: leave it be
+        # Idempotent: addresses already there are skipped (and in an active campaign the
+        # new ones are invited straight away).
+        campaign_services.participants_add(
+            actor=owner, campaign=campaign, parsed=parse_pasted("\n".join(DEMO_PARTICIPANTS))
+        )
+        if campaign.status == Campaign.Status.DRAFT:
+            campaign_services.campaign_transition(
+                actor=owner, campaign=campaign, to=Campaign.Status.ACTIVE
+            )
