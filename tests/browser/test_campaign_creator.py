@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core import mail
 
 from campaigns.models import Campaign
+from tap import outbox
 from tap.tenancy import org_context
 from tests.campaigns import creator
+from tests.campaigns.test_participant_links import link_in
 from tests.conftest import PASSWORD
 
 try:
@@ -76,6 +79,16 @@ def test_a_creator_runs_a_campaign(page, org_a, alice, problems, screenshot):
     page.get_by_role("link", name="Back to the campaign").click()
     page.get_by_role("button", name="Activate").click()
     expect(page.get_by_role("alert")).to_contain_text("Campaign activated")
+
+    # --- the invitation, read from the mail sink, opens the participant's page ---------------
+    outbox.run_due_inline()
+    (invitation,) = [m for m in mail.outbox if m.to == ["ann@acme.example"]]
+    assert "Developer experience with AI tools" in invitation.body
+    creator_url = page.url
+    page.goto(link_in(invitation))
+    assert page.url.endswith("/c/")  # the token left the address bar
+    expect(page.get_by_text("How did AI tools change your work this month?")).to_be_visible()
+    page.goto(creator_url)
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_role("alert")).to_contain_text("Campaign paused")
     page.get_by_role("button", name="Resume").click()
