@@ -99,6 +99,20 @@ class Participant(TenantModel):
                 "organization", "campaign", Lower("email"), name="participants_campaign_email_uniq"
             ),
             models.UniqueConstraint(fields=["organization", "id"], name="participants_org_id_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=[
+                        "pending",
+                        "invited",
+                        "opened",
+                        "in_progress",
+                        "completed",
+                        "declined",
+                        "bounced",
+                    ]
+                ),
+                name="participants_status_valid",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -163,6 +177,11 @@ class CampaignEmail(TenantModel):
             ),
             models.UniqueConstraint(
                 fields=["organization", "id"], name="campaign_emails_org_id_uniq"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["invitation", "reminder"])
+                & models.Q(status__in=["pending", "sending", "sent", "failed", "bounced"]),
+                name="campaign_emails_kind_status_valid",
             ),
         ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import get_resolver
@@ -21,7 +22,6 @@ from tap.tenancy import org_context
 
 # Unknown tokens per client address: a person mistyping a link gets there in a handful of
 # tries; someone guessing is stopped long before 256 bits would matter.
-LOOKUP_LIMIT = ratelimit.Limit(30, 300)
 LOOKUP_SCOPE = "participant-link"
 
 PAGES = {
@@ -36,6 +36,11 @@ class Throttled(Exception):
     def __init__(self, retry_after: int):
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+def lookup_limit() -> ratelimit.Limit:
+    """Unknown-token lookups allowed per client (settings.TAP_PARTICIPANT_LINK_RATE)."""
+    return ratelimit.Limit.parse(settings.TAP_PARTICIPANT_LINK_RATE)
 
 
 def participant_page(view):
@@ -62,12 +67,12 @@ def resolve_or_404(request, token: str) -> links.ResolvedLink:
     """The live link a URL token names; unknown, revoked and malformed are one 404. Misses
     are counted per client address, and a client over the limit is not looked up at all."""
     ip = ratelimit.client_ip(request)
-    wait = ratelimit.blocked(LOOKUP_SCOPE, ip, LOOKUP_LIMIT)
+    wait = ratelimit.blocked(LOOKUP_SCOPE, ip, lookup_limit())
     if wait:
         raise Throttled(wait)
     resolved = links.resolve_token(token)
     if resolved is None:
-        ratelimit.hit(LOOKUP_SCOPE, ip, LOOKUP_LIMIT)
+        ratelimit.hit(LOOKUP_SCOPE, ip, lookup_limit())
         raise Http404("No such page.")
     return resolved
 
