@@ -241,12 +241,30 @@ def create_dataset(conn, run_slug: str) -> tuple[list[Org], datetime]:
                 )
     with conn.cursor() as cursor:
         for table in DATA_TABLES:
+            defaults = model_defaults(table)
+            rows[table] = [{**defaults, **row} for row in rows[table]]
             columns = list(rows[table][0])
             with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows[table]:
                     copy.write_row([row[column] for column in columns])
     conn.commit()  # the deferred composite foreign keys are checked here
     return orgs, now
+
+
+def model_defaults(table: str) -> dict:
+    """Python-side defaults of the table's model for the columns a row leaves out, so the
+    dataset keeps loading as models grow columns (defaults live in Django, not in SQL)."""
+    from django.apps import apps
+    from django.db.models import JSONField
+    from psycopg.types.json import Jsonb
+
+    (model,) = [m for m in apps.get_models() if m._meta.db_table == table]
+    defaults = {}
+    for f in model._meta.concrete_fields:
+        value = f.get_default()  # "" for blank text fields, the declared default otherwise
+        if value is not None:
+            defaults[f.column] = Jsonb(value) if isinstance(f, JSONField) else value
+    return defaults
 
 
 def stamps(at: datetime) -> dict:
