@@ -78,8 +78,15 @@ def test_seed_demo_adds_an_active_campaign_with_five_invited_participants_once()
         assert campaign.status == "active"
         assert campaign.opening_question
         participants = list(Participant.objects.order_by("email").values_list("email", "status"))
-        assert participants == [(f"p{n}@example.com", "invited") for n in range(1, 6)]
+        assert participants == [(f"f{n}@example.com", "completed") for n in range(1, 5)] + [
+            (f"p{n}@example.com", "invited") for n in range(1, 6)
+        ]
         assert CampaignEmail.objects.filter(kind="invitation").count() == 5
+        from conversations.models import Conversation, Message
+
+        assert set(Conversation.objects.values_list("status", flat=True)) == {"completed"}
+        assert Conversation.objects.count() == 4
+        assert Message.objects.filter(sender="participant").count() == 8
     url = participant_link(
         org="demo", campaign="Developer experience with AI tools", email="p3@example.com"
     )

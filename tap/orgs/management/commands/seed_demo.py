@@ -32,6 +32,56 @@ DEMO_OPENING_QUESTION = (
 DEMO_PARTICIPANTS = [f"p{n}@example.com" for n in range(1, 6)]
 
 
+FINISHED = [
+    (
+        "f1@example.com",
+        "Farah Ali",
+        [
+            (
+                "I use Copilot mostly for tests. It writes the boring cases and I review them.",
+                "What do you check before you accept a generated test?",
+            ),
+            ("That it fails for the right reason. Half the time it asserts nothing useful.", ""),
+        ],
+    ),
+    (
+        "f2@example.com",
+        "Greg Olsen",
+        [
+            (
+                "Claude Code saved me hours on a migration, but code review got slower because "
+                "the diffs are huge.",
+                "What would make those reviews easier?",
+            ),
+            ("Smaller pull requests, and a rule that the author explains what the AI wrote.", ""),
+        ],
+    ),
+    (
+        "f3@example.com",
+        "Hana Sato",
+        [
+            (
+                "Honestly I stopped using it. The suggestions for our internal framework are wrong "
+                "and it wastes my time.",
+                "Where did it go wrong most often?",
+            ),
+            ("Anything touching our deployment config. The docs for it are outdated too.", ""),
+        ],
+    ),
+    (
+        "f4@example.com",
+        "Ivan Petrov",
+        [
+            (
+                "Great for onboarding: I asked it to explain the billing service on my first week.",
+                "What did it get right, and what not?",
+            ),
+            ("It explained the code well but could not know why things were built that way.", ""),
+        ],
+    ),
+]
+
+
 class Command(BaseCommand):
     help = "Create (or refresh) the demo organisation and its users."
 
@@ -89,3 +139,55 @@ class Command(BaseCommand):
             campaign_services.campaign_transition(
                 actor=owner, campaign=campaign, to=Campaign.Status.ACTIVE
             )
+        self._finished_conversations(org, campaign)
+
+    def _finished_conversations(self, org, campaign) -> None:
+        """A few participants who already finished, so analysis has something to read.
+        Written directly (they were never emailed: this is history, not a new invitation)."""
+        from datetime import timedelta  # noqa: PLC0415
+
+        from django.utils import timezone  # noqa: PLC0415
+
+        from campaigns.models import Participant  # noqa: PLC0415
+        from conversations.models import Conversation, Message  # noqa: PLC0415
+
+        started = timezone.now() - timedelta(days=2)
+        for index, (email, name, answers) in enumerate(FINISHED):
+            participant, created = Participant.objects.get_or_create(
+                organization=org,
+                campaign=campaign,
+                email=email,
+                defaults={
+                    "name": name,
+                    "status": Participant.Status.COMPLETED,
+                    "invited_at": started,
+                    "opened_at": started,
+                },
+            )
+            if not created:
+                continue
+            at = started + timedelta(hours=index)
+            conversation = Conversation.objects.create(
+                organization=org,
+                campaign=campaign,
+                participant=participant,
+                status=Conversation.Status.COMPLETED,
+                end_reason="mission covered",
+            )
+            turns = [("bot", campaign.opening_question)]
+            for answer, follow_up in answers:
+                turns += [("participant", answer), ("bot", follow_up)]
+            turns[-1] = ("bot", campaign.options.closing_message)
+            for number, (sender, body) in enumerate(turns):
+                at += timedelta(minutes=2)
+                Message.objects.create(
+                    organization=org,
+                    conversation=conversation,
+                    sender=sender,
+                    body=body,
+                    client_key=f"seed-{number}",
+                    created_at=at,
+                    model="offline" if sender == "bot" else "",
+                )
+            Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=at, ended_at=at)
+            Participant.objects.filter(pk=participant.pk).update(last_activity_at=at)
