@@ -90,12 +90,15 @@ def backoff(attempts: int) -> timedelta:
 def relay_once(*, publish=None, batch: int = 100) -> int:
     """Publish due jobs and re-publish expired leases; returns how many were published.
 
-    One transaction on the service connection. A publish failure (broker down) stops the
-    batch and leaves that job pending: the database stays the source of truth."""
+    Two steps. First, in one short transaction on the service connection, claim the due rows
+    (`FOR UPDATE SKIP LOCKED`): mark them queued, count the attempt, take the lease — and
+    commit, so a worker that receives the message a millisecond later finds the row ready.
+    Then publish. A publish failure (broker down) gives that job and the rest of the batch
+    back, untouched: the database stays the source of truth."""
     publish = publish or _publish
-    published = 0
     now = timezone.now()
     lease = timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
+    claimed: list[tuple[OutboxJob, int]] = []
     with transaction.atomic(using=SERVICE_DB):
         jobs = list(
             OutboxJob.objects.using(SERVICE_DB)
@@ -114,18 +117,10 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
                 job.save(using=SERVICE_DB, update_fields=["status", "last_error", "updated_at"])
                 logger.error("outbox job dead", extra={"job_id": str(job.id), "task": job.task})
                 continue
-            try:
-                publish(job)
-            except Exception as exc:  # broker unreachable, timeouts …
-                logger.warning(
-                    "outbox publish failed; will retry",
-                    extra={"job_id": str(job.id), "error": repr(exc)},
-                )
-                break
+            claimed.append((job, job.attempts))
             job.status = OutboxJob.Status.QUEUED
             job.attempts += 1
-            job.available_at = now + lease
-            job.lease_expires_at = now + lease
+            job.available_at = job.lease_expires_at = now + lease
             job.save(
                 using=SERVICE_DB,
                 update_fields=[
@@ -136,7 +131,28 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
                     "updated_at",
                 ],
             )
-            published += 1
+    published = 0
+    for index, (job, _attempts_before) in enumerate(claimed):
+        try:
+            publish(job)
+        except Exception as exc:  # broker unreachable, timeouts …
+            logger.warning(
+                "outbox publish failed; will retry",
+                extra={"job_id": str(job.id), "error": repr(exc)},
+            )
+            for unsent, attempts_before in claimed[index:]:
+                # Only if nothing else touched it since our claim.
+                OutboxJob.objects.using(SERVICE_DB).filter(
+                    pk=unsent.pk, status="queued", attempts=unsent.attempts
+                ).update(
+                    status=OutboxJob.Status.PENDING,
+                    attempts=attempts_before,
+                    available_at=now,
+                    lease_expires_at=None,
+                    updated_at=timezone.now(),
+                )
+            break
+        published += 1
     return published
 
 
@@ -242,12 +258,9 @@ def _claim(job_id) -> OutboxJob | None:
     now = timezone.now()
     lease = timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
     with transaction.atomic(using=SERVICE_DB):
-        job = (
-            OutboxJob.objects.using(SERVICE_DB)
-            .select_for_update(skip_locked=True)
-            .filter(pk=job_id)
-            .first()
-        )
+        # Wait for a lock held elsewhere (a duplicate delivery settling) rather than skip:
+        # skipping would drop a message whose row is about to become runnable.
+        job = OutboxJob.objects.using(SERVICE_DB).select_for_update().filter(pk=job_id).first()
         if job is None:
             return None
         runnable = job.status == "queued" or (

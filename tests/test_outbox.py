@@ -165,3 +165,37 @@ def test_a_tenant_task_without_an_organisation_fails_clearly():
     assert outbox.execute(job.pk, lambda: None) == "failed"
     job.refresh_from_db()
     assert "has no organisation" in job.last_error
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_worker_that_gets_the_message_at_once_finds_the_job_ready():
+    """The relay commits the claim before it publishes: a fast worker must not skip."""
+    job = OutboxJob.objects.using(SERVICE).create(
+        task="tests.always_fails", organization_id=uuid.uuid4()
+    )
+    outcomes = []
+    outbox.relay_once(publish=lambda j: outcomes.append(outbox.execute(j.pk, lambda: None)))
+    assert outcomes == ["done"]
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("done", 1)
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_failed_publish_gives_the_rest_of_the_batch_back():
+    jobs_made = [
+        OutboxJob.objects.using(SERVICE).create(task="tests.always_fails", organization_id=None)
+        for _ in range(3)
+    ]
+    calls = []
+
+    def flaky(job):
+        calls.append(job.pk)
+        if len(calls) == 2:
+            raise ConnectionError("broker went away")
+
+    assert outbox.relay_once(publish=flaky) == 1
+    states = sorted(
+        (j.status, j.attempts)
+        for j in OutboxJob.objects.using(SERVICE).filter(pk__in=[j.pk for j in jobs_made])
+    )
+    assert states == [("pending", 0), ("pending", 0), ("queued", 1)]

@@ -1,40 +1,52 @@
 """Email side effects of accounts and organisations (queued through the outbox)."""
 
 from django.contrib.auth.tokens import default_token_generator
-from django.db import transaction
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from tap.emails import send_email
+from tap.emails import build_email, send_email
 from tap.orgs.models import Invitation, User
 from tap.orgs.services import invitation_token
 from tap.outbox import outbox_task
+from tap.tenancy import current_org_id, org_context
 
 
-@outbox_task(queue="email", name="orgs.send_member_invitation")
+@outbox_task(queue="email", name="orgs.send_member_invitation", atomic=False)
 def send_member_invitation(*, invitation_id: str) -> None:
-    # pending → sending → sent: a second delivery of this job finds it claimed and sends nothing.
-    with transaction.atomic():
+    org_id = current_org_id()
+    # 1. Claim and commit (pending → sending): a second delivery of this job sends nothing.
+    with org_context(org_id):
         claimed = Invitation.objects.filter(
             pk=invitation_id,
             email_status=Invitation.EmailStatus.PENDING,
             accepted_at=None,
             revoked_at=None,
         ).update(email_status=Invitation.EmailStatus.SENDING)
-    if not claimed:
-        return
-    invitation = Invitation.objects.select_related("organization", "invited_by").get(
-        pk=invitation_id
-    )
-    path = reverse("orgs:invitation", args=[invitation_token(invitation)])
-    send_email(
-        "member-invitation",
-        to=invitation.email,
-        context={"invitation": invitation, "org": invitation.organization, "path": path},
-        from_name=f"{invitation.organization.name} on Tap",
-    )
-    Invitation.objects.filter(pk=invitation_id).update(email_status=Invitation.EmailStatus.SENT)
+        if not claimed:
+            return
+        invitation = Invitation.objects.select_related("organization", "invited_by").get(
+            pk=invitation_id
+        )
+        path = reverse("orgs:invitation", args=[invitation_token(invitation)])
+        message = build_email(
+            "member-invitation",
+            to=invitation.email,
+            context={"invitation": invitation, "org": invitation.organization, "path": path},
+            from_name=f"{invitation.organization.name} on Tap",
+        )
+    # 2. Send with no transaction open (no row stays locked while SMTP talks).
+    try:
+        message.send()
+    except Exception:
+        with org_context(org_id):  # give it back for the outbox's retry
+            Invitation.objects.filter(pk=invitation_id).update(
+                email_status=Invitation.EmailStatus.PENDING
+            )
+        raise
+    # 3. Record it.
+    with org_context(org_id):
+        Invitation.objects.filter(pk=invitation_id).update(email_status=Invitation.EmailStatus.SENT)
 
 
 @outbox_task(queue="email", name="orgs.send_password_reset", tenant=False)

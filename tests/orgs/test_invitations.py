@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from tap import outbox
 from tap.orgs.models import Invitation, OrganizationMember
-from tap.tenancy import org_context
+from tap.tenancy import org_context, org_scope
 from tests.conftest import PASSWORD, make_user
 
 # The outbox is read through the service connection: the data must really be committed.
@@ -138,5 +138,6 @@ def test_the_email_is_sent_once_even_if_the_job_runs_twice(client, alice, org_a)
     invite(client, org_a)
     with org_context(org_a.id):
         invitation = Invitation.objects.get()
+    with org_scope(org_a.id):
         send_member_invitation.outbox_body(invitation_id=str(invitation.pk))
     assert len(mail.outbox) == 1
