@@ -222,7 +222,13 @@ def campaigns_close_due(*, now=None) -> int:
     now = now or timezone.now()
     closed = 0
     for campaign in Campaign.objects.filter(status__in=[S.ACTIVE, S.PAUSED], closes_at__lte=now):
-        campaign_transition(actor=None, campaign=campaign, to=S.COMPLETED)
+        try:
+            # A savepoint each: a campaign someone completed a moment ago is refused (and
+            # skipped) without undoing the others.
+            with transaction.atomic():
+                campaign_transition(actor=None, campaign=campaign, to=S.COMPLETED)
+        except ValidationError:
+            continue
         closed += 1
     return closed
 
@@ -242,10 +248,15 @@ def participants_add(*, actor, campaign: Campaign, parsed: ParsedList) -> AddRep
     """Add participants in bulk (a few queries whatever the count); adding twice changes
     nothing. In an active campaign the new ones are invited straight away."""
     report = AddReport(rejected=list(parsed.rejected))
-    if campaign.status in (S.COMPLETED, S.ARCHIVED):
-        raise ValidationError(f"Participants cannot be added to a {campaign.status} campaign.")
     emails = [email for email, _name in parsed.valid]
     with transaction.atomic():
+        # Lock the campaign: an activation running at the same time must either see these
+        # participants (and invite them) or happen after, seeing them here as active.
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status in (S.COMPLETED, S.ARCHIVED):
+            raise ValidationError(
+                f"Participants cannot be added to a {campaign.status} campaign."
+            )
         existing = set(
             Participant.objects.filter(campaign=campaign)
             .annotate(lower=Lower("email"))

@@ -24,15 +24,15 @@ class ContextFilter(logging.Filter):
         return True
 
 
-# A participant token travels in the path /c/<token>/ (campaigns/participant_urls.py).
-PARTICIPANT_TOKEN = re.compile(r"/c/[^/\s\"'?#<>]+")
-REDACTED = "/c/[redacted]"
+# Tokens travel in two paths: a participant's /c/<token>/ (campaigns/participant_urls.py)
+# and a member invitation's /invitations/<token>/ (tap/orgs/urls.py).
+PARTICIPANT_TOKEN = re.compile(r"/(c|invitations)/(?!accept/)[^/\s\"'?#<>]+")
 # LogRecord's own attributes; anything else on a record came in through `extra`.
 _RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
 def redact(text: str) -> str:
-    return PARTICIPANT_TOKEN.sub(REDACTED, text)
+    return PARTICIPANT_TOKEN.sub(lambda m: f"/{m.group(1)}/[redacted]", text)
 
 
 class RedactTokensFilter(logging.Filter):
@@ -42,7 +42,7 @@ class RedactTokensFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/c/" in message:
+        if "/c/" in message or "/invitations/" in message:
             record.msg, record.args = redact(message), ()
         for key, value in list(vars(record).items()):
             if key in _RECORD_ATTRS or value is None:
@@ -50,7 +50,7 @@ class RedactTokensFilter(logging.Filter):
             text = value if isinstance(value, str) else None
             if text is None and key == "request":
                 text = repr(value)  # the JSON formatter would print "<WSGIRequest: GET '/c/…'>"
-            if text is not None and "/c/" in text:
+            if text is not None and ("/c/" in text or "/invitations/" in text):
                 setattr(record, key, redact(text))
         return True
 

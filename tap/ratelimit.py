@@ -29,7 +29,9 @@ def client_ip(request) -> str:
     if header:
         forwarded = request.META.get(header, "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            # The entry our proxy appended is the last one; anything left of it came from
+            # the client and can be forged to dodge the limits.
+            return forwarded.split(",")[-1].strip()
     return request.META.get("REMOTE_ADDR", "")
 
 

@@ -82,3 +82,20 @@ def test_the_project_lint_catches_a_session_level_set_config(tmp_path, monkeypat
     monkeypatch.setattr(tap.lint, "ROOT", tmp_path)
     monkeypatch.setattr(tap.lint, "APPS", ["tap"])
     assert len(tap.lint.check()) == 1
+
+
+def test_client_ip_takes_the_address_our_proxy_appended(rf, settings):
+    from tap.ratelimit import client_ip
+
+    settings.TAP_CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9", REMOTE_ADDR="10.0.0.2")
+    assert client_ip(request) == "203.0.113.9"  # not the forgeable left-most entry
+
+
+def test_invitation_tokens_are_redacted_from_logs():
+    from tap.logging import redact
+
+    line = "Not Found: /invitations/abc.DEF:1x/ and /c/tok_en-123/decline/ and /invitations/accept/"
+    assert redact(line) == (
+        "Not Found: /invitations/[redacted]/ and /c/[redacted]/decline/ and /invitations/accept/"
+    )

@@ -151,6 +151,7 @@ def member_change_role(
     if role not in Role.values:
         raise ValidationError("Unknown role.")
     with transaction.atomic():
+        _lock_owners(org)  # always owners first, then the member: one lock order, no deadlock
         member = OrganizationMember.objects.select_for_update().get(pk=member.pk)
         if member.role == role:
             return member
@@ -172,6 +173,7 @@ def member_change_role(
 
 def member_remove(*, actor: User, org: Organization, member: OrganizationMember) -> None:
     with transaction.atomic():
+        _lock_owners(org)
         member = OrganizationMember.objects.select_for_update().get(pk=member.pk)
         _ensure_owner_remains(org, member, None)
         email = member.user.email
@@ -181,6 +183,7 @@ def member_remove(*, actor: User, org: Organization, member: OrganizationMember)
 
 def org_leave(*, actor: User, org: Organization) -> None:
     with transaction.atomic():
+        _lock_owners(org)
         member = OrganizationMember.objects.select_for_update().get(organization=org, user=actor)
         _ensure_owner_remains(org, member, None)
         member.delete()

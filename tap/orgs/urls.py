@@ -24,6 +24,7 @@ org_patterns = [
 
 urlpatterns = [
     path("orgs/new/", views.org_create, name="create"),
+    path("invitations/accept/", views.invitation_accept, name="invitation_accept"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
     path("o/<slug:org_slug>/", include(org_patterns)),
 ]

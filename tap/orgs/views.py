@@ -9,7 +9,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from campaigns import selectors as campaign_selectors
 from tap import ratelimit
@@ -279,9 +279,23 @@ def activity(request):
 # --- invitations ---------------------------------------------------------------------------
 
 
-@require_http_methods(["GET", "POST"])
+INVITATION_SESSION_KEY = "tap_member_invitation"
+
+
+@require_safe
 def invitation(request, token):
-    """Accept a member invitation. The signed token names the invitation and its org."""
+    """The emailed link. Its signed token (naming the invitation and its org) is exchanged
+    for the session and the browser goes on to a URL without it, so the token leaves the
+    address bar, history, Referer headers and `next` parameters."""
+    if services.invitation_ids_from_token(token) is None:
+        raise Http404("No such invitation.")
+    request.session[INVITATION_SESSION_KEY] = token
+    return redirect("orgs:invitation_accept")
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request):
+    token = request.session.get(INVITATION_SESSION_KEY, "")
     ids = services.invitation_ids_from_token(token)
     if ids is None:
         raise Http404("No such invitation.")
@@ -300,6 +314,7 @@ def invitation(request, token):
             except ValidationError as exc:
                 messages.error(request, " ".join(exc.messages))
             else:
+                request.session.pop(INVITATION_SESSION_KEY, None)
                 messages.success(request, f"Welcome to {invitation.organization.name}.")
                 return redirect("orgs:dashboard", org_slug=invitation.organization.slug)
         return render(
@@ -307,7 +322,7 @@ def invitation(request, token):
             "orgs/invitation.html",
             {
                 "invitation": invitation,
-                "here": request.get_full_path(),
+                "here": reverse("orgs:invitation_accept"),
                 "signup_url": reverse("signup"),
                 "login_url": reverse_lazy("login"),
             },

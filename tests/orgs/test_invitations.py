@@ -24,6 +24,15 @@ def invite(client, org, email="new@a.example", role="member"):
     return re.search(r"http://testserver(/invitations/\S+/)", mail.outbox[-1].body).group(1)
 
 
+ACCEPT = "/invitations/accept/"
+
+
+def accept(client, link, **kwargs):
+    """Open the emailed link (token → session), then accept on the token-free page."""
+    assert client.get(link)["Location"] == ACCEPT
+    return client.post(ACCEPT, **kwargs)
+
+
 def test_invitation_email_names_the_org_and_links_to_the_invitation(client, alice, org_a):
     client.force_login(alice)
     link = invite(client, org_a)
@@ -41,14 +50,17 @@ def test_a_new_person_signs_up_through_the_link_and_joins(client, alice, org_a):
     client.force_login(alice)
     link = invite(client, org_a, role="admin")
     client.logout()
-    page = client.get(link).content.decode()
+    response = client.get(link)
+    assert response["Location"] == ACCEPT  # the token left the URL for the session
+    page = client.get(ACCEPT).content.decode()
     assert "Join Org A" in page
+    assert "invitations/" + link.split("/")[2] not in page  # not even in next= links
     response = client.post(
-        f"/accounts/signup/?next={link}",
+        f"/accounts/signup/?next={ACCEPT}",
         {"email": "new@a.example", "password1": PASSWORD, "password2": PASSWORD},
     )
-    assert response["Location"] == link
-    response = client.post(link)
+    assert response["Location"] == ACCEPT
+    response = client.post(ACCEPT)
     assert response["Location"] == f"/o/{org_a.slug}/"
     with org_context(org_a.id):
         member = OrganizationMember.objects.get(user__email="new@a.example")
@@ -61,7 +73,7 @@ def test_an_existing_user_joins_on_accept(client, alice, org_a):
     client.force_login(alice)
     link = invite(client, org_a, email="erin@example.com")
     client.force_login(erin)
-    assert client.post(link).status_code == 302
+    assert accept(client, link).status_code == 302
     client.force_login(erin)
     assert client.get(f"/o/{org_a.slug}/").status_code == 200
 
@@ -71,8 +83,8 @@ def test_an_invitation_works_once(client, alice, org_a):
     client.force_login(alice)
     link = invite(client, org_a, email="erin@example.com")
     client.force_login(erin)
-    client.post(link)
-    response = client.post(link, follow=True)
+    accept(client, link)
+    response = accept(client, link, follow=True)
     assert "expired or was already used" in response.content.decode()
 
 
@@ -80,7 +92,7 @@ def test_an_invitation_for_someone_else_is_refused(client, alice, bob, org_a, ch
     client.force_login(alice)
     link = invite(client, org_a, email="erin@example.com")
     client.force_login(charlie)
-    response = client.post(link, follow=True)
+    response = accept(client, link, follow=True)
     assert "is for erin@example.com" in response.content.decode()
     client.force_login(charlie)
     assert client.get(f"/o/{org_a.slug}/").status_code == 404
@@ -92,7 +104,7 @@ def test_an_invitation_expires_after_seven_days(client, alice, org_a):
     link = invite(client, org_a, email="erin@example.com")
     with time_machine.travel(timezone.now() + timedelta(days=7, minutes=1)):
         client.force_login(erin)
-        response = client.post(link, follow=True)
+        response = accept(client, link, follow=True)
     assert "expired" in response.content.decode()
 
 
@@ -104,7 +116,7 @@ def test_a_revoked_invitation_is_dead(client, alice, org_a):
         invitation = Invitation.objects.get()
     client.post(f"/o/{org_a.slug}/invitations/{invitation.pk}/revoke/")
     client.force_login(erin)
-    response = client.post(link, follow=True)
+    response = accept(client, link, follow=True)
     assert "expired or was already used" in response.content.decode()
 
 
@@ -113,6 +125,7 @@ def test_a_forged_or_mangled_link_is_404(client, alice, org_a):
     link = invite(client, org_a)
     assert client.get(link[:-5] + "xxxx/").status_code == 404
     assert client.get("/invitations/not-a-token/").status_code == 404
+    assert client.get(ACCEPT).status_code == 404  # nothing in the session
 
 
 def test_inviting_a_member_again_is_refused_and_bad_addresses_too(client, alice, bob, org_a):
