@@ -254,9 +254,7 @@ def participants_add(*, actor, campaign: Campaign, parsed: ParsedList) -> AddRep
         # participants (and invite them) or happen after, seeing them here as active.
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status in (S.COMPLETED, S.ARCHIVED):
-            raise ValidationError(
-                f"Participants cannot be added to a {campaign.status} campaign."
-            )
+            raise ValidationError(f"Participants cannot be added to a {campaign.status} campaign.")
         existing = set(
             Participant.objects.filter(campaign=campaign)
             .annotate(lower=Lower("email"))

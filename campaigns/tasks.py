@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import Campaign, CampaignEmail, Participant
+from tap import outbox
 from tap.ai import get_backend
 from tap.emails import build_email
 from tap.orgs.services import audit
@@ -86,7 +87,7 @@ def send_campaign_email(*, email_id: str) -> None:
                 return
             # Back to pending so the retry can claim it; after the last attempt it stays
             # failed, visible on the campaign, instead of pending for ever.
-            last = email.attempts >= settings.TAP_OUTBOX_MAX_ATTEMPTS
+            last = outbox.is_last_attempt()
             CampaignEmail.objects.filter(pk=email_id).update(
                 status=E.FAILED if last else E.PENDING, error=error, updated_at=timezone.now()
             )

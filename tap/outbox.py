@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import select
+from contextvars import ContextVar
 from datetime import timedelta
 from functools import wraps
 
@@ -224,6 +225,15 @@ def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True, ato
     return decorator
 
 
+_current_job: ContextVar[OutboxJob | None] = ContextVar("tap_outbox_job", default=None)
+
+
+def is_last_attempt() -> bool:
+    """Inside a task body: will a failure now park the job as dead (no retry follows)?"""
+    job = _current_job.get()
+    return job is not None and job.attempts >= job.max_attempts
+
+
 def execute(job_id, func, *, tenant: bool = True, atomic: bool = True) -> str:
     """Claim, run and settle one job. Returns the outcome (for tests and logs)."""
     token = task_id_var.set(str(job_id))
@@ -231,6 +241,7 @@ def execute(job_id, func, *, tenant: bool = True, atomic: bool = True) -> str:
         job = _claim(job_id)
         if job is None:
             return "skipped"
+        job_token = _current_job.set(job)
         try:
             if tenant and not job.organization_id:
                 raise MissingOrganization(f"{job.task} is a tenant task but has no organisation")
@@ -246,6 +257,8 @@ def execute(job_id, func, *, tenant: bool = True, atomic: bool = True) -> str:
             logger.exception("outbox job failed", extra={"job_id": str(job_id), "task": job.task})
             _settle_failure(job, exc)
             return "failed"
+        finally:
+            _current_job.reset(job_token)
         OutboxJob.objects.using(SERVICE_DB).filter(pk=job.pk).update(
             status=OutboxJob.Status.DONE, done_at=timezone.now(), updated_at=timezone.now()
         )

@@ -311,3 +311,15 @@ def test_a_server_that_is_down_is_retried_and_delivers_once(smtp, alice, org_a):
     assert (job.status, job.attempts) == ("done", 2)
     (row,) = email_rows(org_a)
     assert (row.status, row.attempts, row.error) == ("sent", 2, "")
+
+
+def test_after_the_last_attempt_the_email_says_failed(smtp, alice, org_a, settings):
+    settings.TAP_OUTBOX_MAX_ATTEMPTS = 2
+    active_campaign(org_a, alice)  # attempt 1: nothing listens
+    email_jobs().update(available_at=timezone.now())
+    outbox.run_due_inline()  # attempt 2, the last
+    (job,) = email_jobs()
+    assert (job.status, job.attempts) == ("dead", 2)
+    (row,) = email_rows(org_a)
+    assert row.status == "failed"
+    assert "ConnectionRefusedError" in row.error
