@@ -21,6 +21,14 @@ class Conversation(TenantModel):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=200, blank=True)
+    # Turn n is the participant's n-th message and the interviewer's reply to it.
+    participant_turns = models.PositiveIntegerField(default=0)
+    follow_ups_asked = models.PositiveIntegerField(default=0)
+    awaiting_reply = models.BooleanField(default=False)
+    # A calm, participant-facing note when the interviewer could not answer (they may retry).
+    reply_error = models.CharField(max_length=300, blank=True)
+    tokens_in_total = models.PositiveIntegerField(default=0)
+    tokens_out_total = models.PositiveIntegerField(default=0)
 
     class Meta(TenantModel.Meta):
         db_table = "conversations"
@@ -45,6 +53,7 @@ class Message(TenantModel):
     sender = models.CharField(max_length=12, choices=Sender.choices)
     body = models.TextField()
     client_key = models.CharField(max_length=64)
+    turn = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=100, blank=True)
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
@@ -57,6 +66,11 @@ class Message(TenantModel):
             models.UniqueConstraint(
                 fields=["organization", "conversation", "client_key"],
                 name="messages_client_key_uniq",
+            ),
+            # Exactly one reply per participant turn, however often the reply task runs.
+            models.UniqueConstraint(
+                fields=["organization", "conversation", "sender", "turn"],
+                name="messages_one_per_turn_uniq",
             ),
         ]
 

@@ -1,9 +1,14 @@
 """Conversation side effects queued by other apps (by name, through the outbox)."""
 
+from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
-from conversations.models import Conversation
-from tap.outbox import outbox_task
+from conversations import services
+from conversations.models import Conversation, Message
+from tap.ai import AIUnavailable, InterviewRequest, Turn, get_backend
+from tap.outbox import is_last_attempt, outbox_task
+from tap.tenancy import current_org_id, org_context
 
 CAMPAIGN_CLOSED = "campaign closed"
 
@@ -19,3 +24,72 @@ def campaign_completed(*, campaign_id: str) -> int:
         end_reason=CAMPAIGN_CLOSED,
         updated_at=now,
     )
+
+
+@outbox_task(queue="ai", name="conversations.reply", atomic=False)
+def reply(*, conversation_id: str, turn: int) -> None:
+    """The interviewer's reply to one participant turn.
+
+    1. Read the conversation in a short transaction; stop if the turn is answered already.
+    2. Call the model outside any transaction (it can take seconds).
+    3. Re-lock and store — unless the conversation moved on meanwhile (services.reply_store).
+    A model outage raises, and the outbox retries with back-off; after the last attempt the
+    participant sees a calm message and can ask again."""
+    org_id = current_org_id()
+    with org_context(org_id):
+        conversation = (
+            Conversation.objects.select_related("campaign").filter(pk=conversation_id).first()
+        )
+        if (
+            conversation is None
+            or conversation.status != Conversation.Status.ACTIVE
+            or conversation.participant_turns != turn
+            or not conversation.awaiting_reply
+        ):
+            return
+        request = interview_request(conversation)
+    try:
+        answer = get_backend().interview(request)
+    except AIUnavailable as exc:
+        if is_last_attempt():
+            with org_context(org_id):
+                services.reply_failed(conversation_id=conversation_id, turn=turn, error=str(exc))
+        raise
+    with org_context(org_id):
+        services.reply_store(conversation_id=conversation_id, turn=turn, reply=answer)
+
+
+def interview_request(conversation: Conversation) -> InterviewRequest:
+    options = conversation.campaign.options
+    history = tuple(
+        Turn(sender=m.sender, text=m.body)
+        for m in Message.objects.filter(conversation=conversation).order_by("turn", "created_at")
+    )
+    return InterviewRequest(
+        mission=conversation.campaign.mission,
+        opening_question=conversation.campaign.opening_question,
+        tone=options.tone,
+        language=options.language,
+        max_follow_ups=options.max_follow_ups,
+        follow_ups_asked=conversation.follow_ups_asked,
+        history=history,
+    )
+
+
+@shared_task(name="conversations.sweep", ignore_result=True)
+def sweep() -> int:
+    """Beat: mark conversations idle past TAP_ABANDON_AFTER_HOURS as abandoned, one
+    top-level transaction per organisation."""
+    org_ids = (
+        Conversation.all_objects.using("service")
+        .filter(status=Conversation.Status.ACTIVE)
+        .values_list("organization_id", flat=True)
+        .distinct()
+    )
+    abandoned = 0
+    for org_id in list(org_ids):
+        with org_context(org_id):
+            abandoned += services.conversations_abandon_idle(
+                idle_hours=settings.TAP_ABANDON_AFTER_HOURS
+            )
+    return abandoned

@@ -136,6 +136,7 @@ CELERY_BEAT_SCHEDULE = {
     "outbox-purge": {"task": "tap.outbox_purge", "schedule": 6 * 3600},
     # Reminders and close dates: a sweeper over due rows, so a missed tick is caught up.
     "campaigns-sweep": {"task": "campaigns.sweep", "schedule": 5 * 60},
+    "conversations-sweep": {"task": "conversations.sweep", "schedule": 15 * 60},
 }
 
 # The outbox (tap/outbox.py): how long a published job may run before it is re-published,
@@ -235,6 +236,8 @@ ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 TAP_AI_MODEL = env.str("TAP_AI_MODEL", default="claude-sonnet-5-5")
 TAP_AI_TIMEOUT_SECONDS = env.float("TAP_AI_TIMEOUT_SECONDS", default=60.0)
+# Conversations idle this long are marked abandoned (a new message reopens them).
+TAP_ABANDON_AFTER_HOURS = env.int("TAP_ABANDON_AFTER_HOURS", default=72)
 
 # --- Logging: one JSON object a line, with request / org / task ids (tap/logging.py) --------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -96,6 +96,8 @@ def conversation(org, campaign, participant, bodies=(), *, start=None) -> Conver
                 sender="bot" if i % 2 == 0 else "participant",
                 body=body,
                 client_key=uuid.uuid4().hex,
+                # bot 0 asks, participant 1 answers, bot 1 follows up on it, …
+                turn=(i + 1) // 2,
                 created_at=start + timedelta(minutes=i),
             )
             for i, body in enumerate(bodies)

@@ -186,8 +186,14 @@ class Command(BaseCommand):
                     sender=sender,
                     body=body,
                     client_key=f"seed-{number}",
+                    turn=(number + 1) // 2,  # bot 0 asks, participant 1 answers, bot 1 …
                     created_at=at,
                     model="offline" if sender == "bot" else "",
                 )
-            Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=at, ended_at=at)
+            Conversation.objects.filter(pk=conversation.pk).update(
+                last_activity_at=at,
+                ended_at=at,
+                participant_turns=len(answers),
+                follow_ups_asked=len(answers) - 1,
+            )
             Participant.objects.filter(pk=participant.pk).update(last_activity_at=at)

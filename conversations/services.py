@@ -1,0 +1,258 @@
+"""Conversations: the participant's turns and the interviewer's replies.
+
+Turn n is the participant's n-th message and the interviewer's reply to it; the opening
+question is the bot's turn 0. A reply is stored at most once per turn (a unique constraint),
+so a reply task that runs twice — or an SDK retry after a lost response — cannot add a
+second one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign, Participant
+from conversations.models import Conversation, Message
+from tap import outbox
+from tap.orgs.services import audit
+
+MAX_MESSAGE_CHARS = 5000
+CLIENT_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+PARTICIPANT_ENDED = "participant ended"
+ABANDONED = "abandoned"
+
+
+def conversation_open(*, participant: Participant) -> Conversation:
+    """The participant's conversation, created with the opening question on first visit."""
+    conversation = Conversation.objects.filter(participant=participant).first()
+    if conversation is not None:
+        return conversation
+    campaign = participant.campaign
+    with transaction.atomic():
+        conversation, created = Conversation.objects.get_or_create(
+            organization_id=participant.organization_id,
+            participant=participant,
+            defaults={"campaign": campaign, "last_activity_at": timezone.now()},
+        )
+        if created:
+            Message.objects.create(
+                organization_id=participant.organization_id,
+                conversation=conversation,
+                sender=Message.Sender.BOT,
+                body=campaign.opening_question,
+                client_key="opening",
+                turn=0,
+            )
+    return conversation
+
+
+def message_post(*, participant: Participant, body: str, client_key: str) -> tuple[Message, bool]:
+    """Store the participant's message and queue the interviewer's reply.
+
+    Idempotent on `client_key`: a double submit or a network retry returns the message
+    already stored (created=False) instead of adding a turn."""
+    body = (body or "").strip()
+    if not body:
+        raise ValidationError("Write an answer before sending.")
+    if len(body) > MAX_MESSAGE_CHARS:
+        raise ValidationError(
+            f"Please keep an answer under {MAX_MESSAGE_CHARS:,} characters "
+            f"(this one has {len(body):,})."
+        )
+    if not CLIENT_KEY.match(client_key or ""):
+        raise ValidationError("The form expired. Reload the page and send again.")
+    conversation = conversation_open(participant=participant)
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        existing = Message.objects.filter(conversation=conversation, client_key=client_key).first()
+        if existing is not None:
+            return existing, False
+        campaign = Campaign.objects.get(pk=conversation.campaign_id)
+        if campaign.status != Campaign.Status.ACTIVE:
+            raise ValidationError("This campaign is not taking answers right now.")
+        if conversation.status == Conversation.Status.COMPLETED:
+            raise ValidationError("This conversation has ended. Thank you!")
+        if conversation.awaiting_reply:
+            raise ValidationError("Please wait for the interviewer's reply before answering.")
+        now = timezone.now()
+        turn = conversation.participant_turns + 1
+        message = Message.objects.create(
+            organization_id=conversation.organization_id,
+            conversation=conversation,
+            sender=Message.Sender.PARTICIPANT,
+            body=body,
+            client_key=client_key,
+            turn=turn,
+        )
+        conversation.participant_turns = turn
+        conversation.awaiting_reply = True
+        conversation.reply_error = ""
+        conversation.status = Conversation.Status.ACTIVE  # an abandoned one comes back
+        conversation.last_activity_at = now
+        conversation.save(
+            update_fields=[
+                "participant_turns",
+                "awaiting_reply",
+                "reply_error",
+                "status",
+                "last_activity_at",
+                "updated_at",
+            ]
+        )
+        Participant.objects.filter(pk=participant.pk).exclude(
+            status=Participant.Status.COMPLETED
+        ).update(status=Participant.Status.IN_PROGRESS, last_activity_at=now, updated_at=now)
+        outbox.enqueue(
+            "conversations.reply",
+            queue="ai",
+            org_id=conversation.organization_id,
+            conversation_id=str(conversation.pk),
+            turn=turn,
+        )
+    return message, True
+
+
+def reply_retry(*, conversation: Conversation) -> None:
+    """After the interviewer failed for good, the participant asks again."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if not conversation.reply_error or conversation.status != Conversation.Status.ACTIVE:
+            return
+        conversation.reply_error = ""
+        conversation.awaiting_reply = True
+        conversation.save(update_fields=["reply_error", "awaiting_reply", "updated_at"])
+        outbox.enqueue(
+            "conversations.reply",
+            queue="ai",
+            org_id=conversation.organization_id,
+            conversation_id=str(conversation.pk),
+            turn=conversation.participant_turns,
+        )
+
+
+def reply_store(*, conversation_id, turn: int, reply) -> Message | None:
+    """Store the interviewer's reply to `turn`, unless the conversation moved on or a reply
+    is already there. Returns the stored message, or None."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .select_related("campaign")
+            .filter(pk=conversation_id)
+            .first()
+        )
+        if (
+            conversation is None
+            or conversation.status != Conversation.Status.ACTIVE
+            or conversation.participant_turns != turn
+            or not conversation.awaiting_reply
+        ):
+            return None
+        body = reply.text.strip()
+        if reply.end:
+            closing = conversation.campaign.options.closing_message
+            body = f"{body}\n\n{closing}".strip() if body else closing
+        try:
+            with transaction.atomic():
+                message = Message.objects.create(
+                    organization_id=conversation.organization_id,
+                    conversation=conversation,
+                    sender=Message.Sender.BOT,
+                    body=body,
+                    client_key=f"reply-{turn}",
+                    turn=turn,
+                    model=reply.model,
+                    tokens_in=reply.tokens_in,
+                    tokens_out=reply.tokens_out,
+                    latency_ms=reply.latency_ms,
+                )
+        except IntegrityError:
+            return None  # stored by a twin run of the same task
+        now = timezone.now()
+        conversation.awaiting_reply = False
+        conversation.last_activity_at = now
+        conversation.tokens_in_total += reply.tokens_in or 0
+        conversation.tokens_out_total += reply.tokens_out or 0
+        fields = ["awaiting_reply", "last_activity_at", "tokens_in_total", "tokens_out_total"]
+        if reply.end:
+            _complete(conversation, reply.end_reason or "mission covered", now)
+            fields += ["status", "ended_at", "end_reason"]
+        else:
+            conversation.follow_ups_asked += 1
+            fields.append("follow_ups_asked")
+        conversation.save(update_fields=[*fields, "updated_at"])
+    return message
+
+
+def reply_failed(*, conversation_id, turn: int, error: str) -> None:
+    """The interviewer could not answer after every retry: tell the participant calmly."""
+    Conversation.objects.filter(
+        pk=conversation_id, participant_turns=turn, awaiting_reply=True
+    ).update(
+        awaiting_reply=False,
+        reply_error="The interviewer could not answer just now. Please try again.",
+        updated_at=timezone.now(),
+    )
+
+
+def _complete(conversation: Conversation, reason: str, now) -> None:
+    conversation.status = Conversation.Status.COMPLETED
+    conversation.ended_at = now
+    conversation.end_reason = reason
+    Participant.objects.filter(pk=conversation.participant_id).update(
+        status=Participant.Status.COMPLETED, last_activity_at=now, updated_at=now
+    )
+
+
+def conversation_end_by_participant(*, participant: Participant) -> Conversation:
+    """The participant says they are done: the closing message, and the transcript."""
+    conversation = conversation_open(participant=participant)
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .select_related("campaign")
+            .get(pk=conversation.pk)
+        )
+        if conversation.status == Conversation.Status.COMPLETED:
+            return conversation
+        now = timezone.now()
+        turn = conversation.participant_turns
+        Message.objects.get_or_create(
+            organization_id=conversation.organization_id,
+            conversation=conversation,
+            client_key="closing",
+            defaults={
+                "sender": Message.Sender.BOT,
+                "body": conversation.campaign.options.closing_message,
+                # After the last answered turn: never collides with a reply.
+                "turn": turn + 1,
+            },
+        )
+        conversation.awaiting_reply = False
+        _complete(conversation, PARTICIPANT_ENDED, now)
+        conversation.save(
+            update_fields=["awaiting_reply", "status", "ended_at", "end_reason", "updated_at"]
+        )
+        audit(
+            org_id=conversation.organization_id,
+            actor=None,
+            action="conversation.ended",
+            target=conversation,
+            reason=PARTICIPANT_ENDED,
+        )
+    return conversation
+
+
+def conversations_abandon_idle(*, idle_hours: int, now=None) -> int:
+    """Mark conversations of the current organisation idle for longer than `idle_hours` as
+    abandoned (a later message from the participant reopens them)."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    now = now or timezone.now()
+    return Conversation.objects.filter(
+        status=Conversation.Status.ACTIVE,
+        awaiting_reply=False,
+        last_activity_at__lt=now - timedelta(hours=idle_hours),
+    ).update(status=Conversation.Status.ABANDONED, end_reason=ABANDONED, updated_at=now)
