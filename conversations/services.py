@@ -256,3 +256,30 @@ def conversations_abandon_idle(*, idle_hours: int, now=None) -> int:
         awaiting_reply=False,
         last_activity_at__lt=now - timedelta(hours=idle_hours),
     ).update(status=Conversation.Status.ABANDONED, end_reason=ABANDONED, updated_at=now)
+
+
+# --- budgets -------------------------------------------------------------------------------
+
+BUDGET_CONVERSATION = "length limit reached"
+
+
+def budget_check(conversation: Conversation, *, now=None) -> tuple[str, str] | None:
+    """Runaway cost stops here. Returns (scope, reason) when a budget is spent:
+    ("conversation", …) ends the conversation politely; ("org", …) pauses replies for the
+    organisation until tomorrow (UTC)."""
+    from django.conf import settings  # noqa: PLC0415
+    from django.db.models import Sum  # noqa: PLC0415
+
+    now = now or timezone.now()
+    if conversation.participant_turns > settings.TAP_MAX_TURNS_PER_CONVERSATION or (
+        conversation.tokens_in_total + conversation.tokens_out_total
+        >= settings.TAP_MAX_TOKENS_PER_CONVERSATION
+    ):
+        return ("conversation", BUDGET_CONVERSATION)
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    used = Message.objects.filter(
+        sender=Message.Sender.BOT, created_at__gte=start_of_day
+    ).aggregate(total=Sum("tokens_in", default=0) + Sum("tokens_out", default=0))["total"]
+    if used >= settings.TAP_ORG_DAILY_TOKEN_BUDGET:
+        return ("org", "daily AI budget spent")
+    return None

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from conversations import services
 from conversations.models import Conversation, Message
-from tap.ai import AIUnavailable, InterviewRequest, Turn, get_backend
+from tap.ai import AIUnavailable, InterviewReply, InterviewRequest, Turn, get_backend
 from tap.outbox import is_last_attempt, outbox_task
 from tap.tenancy import current_org_id, org_context
 
@@ -46,6 +46,17 @@ def reply(*, conversation_id: str, turn: int) -> None:
             or conversation.participant_turns != turn
             or not conversation.awaiting_reply
         ):
+            return
+        spent = services.budget_check(conversation)
+        if spent and spent[0] == "conversation":
+            services.reply_store(
+                conversation_id=conversation_id,
+                turn=turn,
+                reply=InterviewReply(text="", end=True, end_reason=spent[1], model="budget"),
+            )
+            return
+        if spent:
+            services.reply_failed(conversation_id=conversation_id, turn=turn, error=spent[1])
             return
         request = interview_request(conversation)
     try:

@@ -238,6 +238,10 @@ TAP_AI_MODEL = env.str("TAP_AI_MODEL", default="claude-sonnet-5-5")
 TAP_AI_TIMEOUT_SECONDS = env.float("TAP_AI_TIMEOUT_SECONDS", default=60.0)
 # Conversations idle this long are marked abandoned (a new message reopens them).
 TAP_ABANDON_AFTER_HOURS = env.int("TAP_ABANDON_AFTER_HOURS", default=72)
+# Budgets against runaway cost: per conversation (turns, tokens) and per organisation per day.
+TAP_MAX_TURNS_PER_CONVERSATION = env.int("TAP_MAX_TURNS_PER_CONVERSATION", default=20)
+TAP_MAX_TOKENS_PER_CONVERSATION = env.int("TAP_MAX_TOKENS_PER_CONVERSATION", default=100_000)
+TAP_ORG_DAILY_TOKEN_BUDGET = env.int("TAP_ORG_DAILY_TOKEN_BUDGET", default=5_000_000)
 
 # --- Logging: one JSON object a line, with request / org / task ids (tap/logging.py) --------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

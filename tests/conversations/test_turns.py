@@ -166,3 +166,27 @@ def test_leaving_and_coming_back_continues_and_abandoned_ones_reopen(org_a, part
     post(org_a, participant, "Back again: the docs are still out of date.")
     assert conversation(org_a).status == "active"
     assert [t for s, t in transcript(org_a) if s == "participant"] == [1, 2]
+
+
+def test_a_conversation_over_its_budget_ends_politely(org_a, participant, settings):
+    settings.TAP_MAX_TURNS_PER_CONVERSATION = 1
+    post(org_a, participant, "First answer")
+    outbox.run_due_inline()
+    assert conversation(org_a).status == "active"
+    post(org_a, participant, "Second answer")
+    outbox.run_due_inline()
+    done = conversation(org_a)
+    assert (done.status, done.end_reason) == ("completed", "length limit reached")
+
+
+def test_an_org_over_its_daily_budget_gets_a_calm_message(org_a, participant, settings):
+    settings.TAP_ORG_DAILY_TOKEN_BUDGET = 1
+    with org_context(org_a.id):
+        conv = services.conversation_open(participant=participant)
+        Message.objects.filter(conversation=conv).update(tokens_in=5, tokens_out=5)
+    post(org_a, participant, "An answer")
+    outbox.run_due_inline()
+    stuck = conversation(org_a)
+    assert stuck.awaiting_reply is False
+    assert "try again" in stuck.reply_error
+    assert ("bot", 1) not in transcript(org_a)
