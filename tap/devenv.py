@@ -368,7 +368,9 @@ def prepare(*, database: str = DB_NAME) -> tuple[dict[str, str], list]:
     env.setdefault("DJANGO_SECRET_KEY", stored["secret_key"])
     env.setdefault("DJANGO_DEBUG", "true")
     env.setdefault("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
-    env.setdefault("EMAIL_URL", "filemail://.data/mail")
+    # Three slashes: django-environ reads the path after the (empty) host; relative to the
+    # project (tap/settings.py).
+    env.setdefault("EMAIL_URL", "filemail:///.data/mail")
     if embedded_db:
         port = stored["pg_port"]
         if start_postgres(port):
