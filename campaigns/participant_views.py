@@ -1,6 +1,7 @@
-"""Participant pages under /c/: the emailed link, the token-free conversation page and the
-one-click decline. Participants have no account: the link is their key, and it is resolved
-in `campaigns.links` and nowhere else (reliability.md, "Participant links")."""
+"""Participant pages under /c/: the emailed link and the one-click decline. The token-free
+conversation page the link leads to is the chat, in `conversations.views` (`chat:home`).
+Participants have no account: the link is their key, and it is resolved in `campaigns.links`
+and nowhere else (reliability.md, "Participant links")."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 
 from campaigns import links, services
-from campaigns.models import Campaign, Participant
+from campaigns.models import Participant
 from tap import ratelimit
 from tap.orgs.views import too_many_requests
 from tap.tenancy import org_context
@@ -23,13 +24,6 @@ from tap.tenancy import org_context
 # Unknown tokens per client address: a person mistyping a link gets there in a handful of
 # tries; someone guessing is stopped long before 256 bits would matter.
 LOOKUP_SCOPE = "participant-link"
-
-PAGES = {
-    Campaign.Status.ACTIVE: "participant/conversation.html",
-    Campaign.Status.PAUSED: "participant/paused.html",
-    Campaign.Status.COMPLETED: "participant/closed.html",
-    Campaign.Status.ARCHIVED: "participant/closed.html",
-}
 
 
 class Throttled(Exception):
@@ -77,10 +71,11 @@ def resolve_or_404(request, token: str) -> links.ResolvedLink:
     return resolved
 
 
-def _participant(resolved: links.ResolvedLink) -> Participant:
-    """Inside the link's org context."""
+def link_participant(resolved: links.ResolvedLink, *related: str) -> Participant:
+    """The participant a live link names, with its campaign and organisation (and any other
+    `related` rows). Inside the link's org context."""
     return get_object_or_404(
-        Participant.objects.select_related("campaign__organization"),
+        Participant.objects.select_related("campaign__organization", *related),
         pk=resolved.participant_id,
     )
 
@@ -93,35 +88,8 @@ def link(request, token: str):
     links.start_session(request, resolved)
     with org_context(resolved.organization_id):
         links.mark_used(resolved)
-        services.participant_opened(participant=_participant(resolved))
-    return redirect("participant:home")
-
-
-@participant_page
-@require_safe
-def home(request):
-    # Resolved again on every request: a revoked link stops working at once.
-    resolved = links.from_session(request)
-    if resolved is None:
-        raise Http404("No such page.")
-    with org_context(resolved.organization_id):
-        participant = _participant(resolved)
-        campaign = participant.campaign
-        template = PAGES.get(campaign.status)
-        if template is None:  # a draft has no links; never show one
-            raise Http404("No such page.")
-        return render(
-            request,
-            template,
-            {
-                "participant": participant,
-                "campaign": campaign,
-                "org": campaign.organization,
-                "options": campaign.options,
-                # The first message of the conversation (the chat will list its turns).
-                "opening_message": {"role": "interviewer", "text": campaign.opening_question},
-            },
-        )
+        services.participant_opened(participant=link_participant(resolved))
+    return redirect("chat:home")
 
 
 # RFC 8058 one-click unsubscribe: mail providers POST here without a CSRF token. The token in
@@ -132,7 +100,7 @@ def home(request):
 def decline(request, token: str):
     resolved = resolve_or_404(request, token)
     with org_context(resolved.organization_id):
-        participant = _participant(resolved)
+        participant = link_participant(resolved)
         context = {"campaign": participant.campaign, "org": participant.campaign.organization}
         # GET only asks: link scanners in mail systems follow links, and must not decline.
         if request.method == "POST":

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 
 from campaigns import selectors, services
@@ -26,6 +27,7 @@ from campaigns.forms import (
 from campaigns.models import Campaign, Participant
 from campaigns.participant_input import parse_csv, parse_pasted
 from conversations.models import Conversation
+from tap.ai import get_backend
 from tap.orgs.decorators import org_view
 from tap.orgs.views import apply_errors
 from tap.tenancy import org_context
@@ -58,6 +60,11 @@ def _paginate(request, rows, per_page):
     page = Paginator(rows, per_page).get_page(request.GET.get("page"))
     page.elided = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
     return page
+
+
+def _offline_interviewer() -> bool:
+    """Without an API key the deterministic offline interviewer answers: say so to creators."""
+    return get_backend().name == "local"
 
 
 def _error(request, exc: ValidationError) -> None:
@@ -159,6 +166,7 @@ def campaign_detail(request, campaign_id):
         {
             "campaign": campaign,
             "options": campaign.options,
+            "offline_interviewer": _offline_interviewer(),
             "counts": counts,
             "transitions": services.allowed_transitions(campaign),
             "status": status,
@@ -332,9 +340,11 @@ def transcript(request, campaign_id, conversation_id):
         name=conversation.participant.name,
         email=conversation.participant.email,
     )
-    return render(
+    # While the conversation runs the page polls itself; htmx gets just the live part.
+    live = request.headers.get("HX-Request") == "true"
+    response = render(
         request,
-        "campaigns/transcript.html",
+        "campaigns/partials/transcript_live.html" if live else "campaigns/transcript.html",
         {
             "campaign": campaign,
             "conversation": conversation,
@@ -343,8 +353,11 @@ def transcript(request, campaign_id, conversation_id):
             "anonymous": anonymous,
             "participant": None if anonymous else conversation.participant,
             "chat": selectors.conversation_messages(conversation=conversation),
+            "offline_interviewer": _offline_interviewer(),
         },
     )
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @org_view(VIEW)

@@ -163,6 +163,8 @@ TAP_LOGIN_RATE = env.str("TAP_LOGIN_RATE", default="10/300")
 TAP_LOGIN_RATE_PER_IP = env.str("TAP_LOGIN_RATE_PER_IP", default="50/300")
 # Unknown participant-link lookups per client, before 429 (guessing tokens).
 TAP_PARTICIPANT_LINK_RATE = env.str("TAP_PARTICIPANT_LINK_RATE", default="30/300")
+# Chat messages one participant may post, before a polite "wait" (a reply comes in between).
+TAP_PARTICIPANT_POST_RATE = env.str("TAP_PARTICIPANT_POST_RATE", default="20/60")
 # The proxy header that carries the real client address, when behind a trusted proxy.
 TAP_CLIENT_IP_HEADER = env.str("TAP_CLIENT_IP_HEADER", default="")
 

@@ -40,6 +40,8 @@ urlpatterns = [
     path("accounts/", include(accounts)),
     path("", include("tap.orgs.urls")),
     path("o/<slug:org_slug>/campaigns/", include("campaigns.urls")),
+    # The chat first: its fixed paths (/c/, /c/messages/ …) before the emailed /c/<token>/.
+    path("c/", include("conversations.urls")),
     path("c/", include("campaigns.participant_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -99,7 +99,7 @@ def test_the_first_hit_trades_the_token_for_a_session_and_leaves_the_url(client,
     assert "Tooling" in html
     assert "Your answers go to <strong>Org A</strong>; an AI asks follow-up questions." in html
     assert OPENING in html
-    assert "Your conversation opens here" in html
+    assert "Your answer" in html  # the chat (conversations.views)
     assert "Responses are anonymous" not in html
 
     p = participant(org_a)

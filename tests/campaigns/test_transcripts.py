@@ -5,6 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from conversations.models import Conversation, Message
+from tap.tenancy import org_context
 from tests.campaigns import creator
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +79,55 @@ def test_a_conversation_of_another_campaign_is_404(org_a, alice, client_for):
     conversation = creator.conversation(org_a, other, person, CHAT)
     url = creator.url("transcript", org_a, campaign.pk, conversation.pk)
     assert client_for(alice).get(url).status_code == 404
+
+
+def test_a_running_conversation_updates_live_and_stops_polling_once_ended(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1)
+    conversation = creator.conversation(org_a, campaign, person, CHAT[:2])
+    client = client_for(alice)
+    url = creator.url("transcript", org_a, campaign.pk, conversation.pk)
+    page = client.get(url)
+    html = page.content.decode()
+    assert f'<div id="transcript-live" hx-get="{url}" hx-trigger="every 2s"' in html
+    assert "HX-Request" in page["Vary"]
+
+    with org_context(org_a.id):
+        Message.objects.create(
+            organization=org_a,
+            conversation=conversation,
+            sender="bot",
+            body="Which tests, <b>exactly</b>?",
+            client_key="reply-1",
+            turn=1,
+        )
+    live = client.get(url, HTTP_HX_REQUEST="true")
+    assert live.status_code == 200
+    html = live.content.decode()
+    assert html.lstrip().startswith('<div id="transcript-live"')
+    assert "<html" not in html
+    assert "Which tests, &lt;b&gt;exactly&lt;/b&gt;?" in html
+    assert "every 2s" in html
+
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=conversation.pk).update(
+            status="completed", ended_at=timezone.now(), end_reason="mission covered"
+        )
+    ended = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "every 2s" not in ended
+    assert "mission covered" in ended
+
+
+def test_the_offline_interviewer_is_labelled(org_a, alice, client_for, settings):
+    campaign = creator.campaign(org_a, alice, status="active")
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1)
+    conversation = creator.conversation(org_a, campaign, person, CHAT)
+    client = client_for(alice)
+    detail = creator.url("detail", org_a, campaign.pk)
+    transcript = creator.url("transcript", org_a, campaign.pk, conversation.pk)
+    settings.ANTHROPIC_API_KEY = ""
+    for url in (detail, transcript):
+        assert ">offline interviewer</span>" in client.get(url).content.decode()
+    settings.ANTHROPIC_API_KEY = "sk-ant-test"  # the real backend: no label
+    for url in (detail, transcript):
+        assert "offline interviewer" not in client.get(url).content.decode()
