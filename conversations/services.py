@@ -64,14 +64,19 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
         )
     if not CLIENT_KEY.match(client_key or ""):
         raise ValidationError("The form expired. Reload the page and send again.")
-    conversation = conversation_open(participant=participant)
+    if participant.campaign.status != Campaign.Status.ACTIVE:
+        raise ValidationError("This campaign is not taking answers right now.")
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        # One locked read (with the campaign) serialises posts to this conversation.
+        locked = Conversation.objects.select_for_update(of=("self",)).select_related("campaign")
+        conversation = locked.filter(participant=participant).first()
+        if conversation is None:  # the first answer opens the conversation
+            conversation_open(participant=participant)
+            conversation = locked.get(participant=participant)
         existing = Message.objects.filter(conversation=conversation, client_key=client_key).first()
         if existing is not None:
             return existing, False
-        campaign = Campaign.objects.get(pk=conversation.campaign_id)
-        if campaign.status != Campaign.Status.ACTIVE:
+        if conversation.campaign.status != Campaign.Status.ACTIVE:
             raise ValidationError("This campaign is not taking answers right now.")
         if conversation.status == Conversation.Status.COMPLETED:
             raise ValidationError("This conversation has ended. Thank you!")

@@ -26,7 +26,10 @@ class ContextFilter(logging.Filter):
 
 # Tokens travel in two paths: a participant's /c/<token>/ (campaigns/participant_urls.py)
 # and a member invitation's /invitations/<token>/ (tap/orgs/urls.py).
-PARTICIPANT_TOKEN = re.compile(r"/(c|invitations)/(?!accept/)[^/\s\"'?#<>]+")
+# The token-free routes under those prefixes are left readable.
+PARTICIPANT_TOKEN = re.compile(
+    r"/(c|invitations)/(?!(?:accept|messages|poll|retry|end)/)[^/\s\"'?#<>]+"
+)
 # LogRecord's own attributes; anything else on a record came in through `extra`.
 _RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 

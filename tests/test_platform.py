@@ -99,3 +99,4 @@ def test_invitation_tokens_are_redacted_from_logs():
     assert redact(line) == (
         "Not Found: /invitations/[redacted]/ and /c/[redacted]/decline/ and /invitations/accept/"
     )
+    assert redact("POST /c/messages/ and /c/poll/") == "POST /c/messages/ and /c/poll/"
