@@ -87,6 +87,21 @@ def org_b(charlie):
 
 
 @pytest.fixture
+def fake_claude(settings):
+    """The anthropic backend, with the real SDK talking to a fake Messages API on loopback."""
+    from tap import ai
+    from tests.fakes.anthropic_server import FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        settings.ANTHROPIC_API_KEY = "sk-ant-test"
+        settings.ANTHROPIC_BASE_URL = fake.url
+        settings.TAP_AI_TIMEOUT_SECONDS = 5
+        ai._backend.cache_clear()
+        yield fake
+    ai._backend.cache_clear()
+
+
+@pytest.fixture
 def client_for(client):
     """Log a persona in: `client_for(alice)`."""
 

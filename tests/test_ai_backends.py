@@ -1,20 +1,7 @@
 """The AI backends. The anthropic one runs the real SDK against the fake Messages API."""
 
-import pytest
-
 from tap import ai
-from tests.fakes.anthropic_server import FakeAnthropic, error, text
-
-
-@pytest.fixture
-def fake_claude(settings):
-    with FakeAnthropic() as fake:
-        settings.ANTHROPIC_API_KEY = "sk-ant-test"
-        settings.ANTHROPIC_BASE_URL = fake.url
-        settings.TAP_AI_TIMEOUT_SECONDS = 5
-        ai._backend.cache_clear()
-        yield fake
-    ai._backend.cache_clear()
+from tests.fakes.anthropic_server import error, text
 
 
 def test_without_a_key_the_offline_backend_is_used(settings):

@@ -10,7 +10,7 @@ import pytest
 
 from tap import ai
 from tap.ai import AIUnavailable, InterviewRequest, LocalBackend, Turn
-from tests.fakes.anthropic_server import FakeAnthropic, Reply, error, message, text, tool_use
+from tests.fakes.anthropic_server import Reply, error, message, text, tool_use
 
 MISSION = (
     "Learn what slows code review down, how long reviews take, and whether reviewers feel "
@@ -193,17 +193,6 @@ def test_local_history_without_the_opening_question_and_bad_requests():
 
 
 # --- anthropic, against the fake Messages API ----------------------------------------------
-
-
-@pytest.fixture
-def fake_claude(settings):
-    with FakeAnthropic() as fake:
-        settings.ANTHROPIC_API_KEY = "sk-ant-test"
-        settings.ANTHROPIC_BASE_URL = fake.url
-        settings.TAP_AI_TIMEOUT_SECONDS = 5
-        ai._backend.cache_clear()
-        yield fake
-    ai._backend.cache_clear()
 
 
 def claude() -> ai.AnthropicBackend:
