@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from campaigns import views
 
@@ -29,4 +29,5 @@ urlpatterns: list = [
     ),
     path("<uuid:campaign_id>/export.csv", views.export_csv, name="export_csv"),
     path("<uuid:campaign_id>/export.json", views.export_json, name="export_json"),
+    path("<uuid:campaign_id>/analysis/", include("conversations.analysis_urls")),
 ]
