@@ -51,10 +51,9 @@ def enqueue(task: str, *, queue: str, org_id=None, max_attempts: int | None = No
         kwargs=kwargs,
         max_attempts=max_attempts or settings.TAP_OUTBOX_MAX_ATTEMPTS,
     )
+    # The INSERT also wakes the relay: a trigger NOTIFYs, delivered only at commit
+    # (tap/migrations/0002_outbox_notify_trigger.py).
     job.save(force_insert=True)
-    with connections["default"].cursor() as cursor:
-        # Delivered at commit, and only if the transaction commits.
-        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
     return job.id
 
 
@@ -74,8 +73,6 @@ def enqueue_many(task: str, *, queue: str, org_id, kwargs_list: list[dict]) -> i
     ]
     # No RETURNING: the app role may insert jobs but not read them.
     OutboxJob.objects.bulk_create(jobs, batch_size=1000)
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
     return len(jobs)
 
 

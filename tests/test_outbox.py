@@ -7,10 +7,12 @@ import time
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from django.core import mail
+from django.db import connections
 from django.utils import timezone
 
 import tap.orgs.tasks  # noqa: F401 - registers the tasks the worker runs
@@ -43,6 +45,28 @@ def test_a_rolled_back_transaction_leaves_no_job(org_a):
     with org_context(org_a.id):  # the control: a committed one is there
         outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
     assert jobs().count() == before + 1
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_the_relay_is_woken_at_commit_and_only_then(org_a):
+    params = connections[SERVICE].get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+
+        def woken() -> int:
+            return len(list(listener.notifies(timeout=0.5)))
+
+        with pytest.raises(RuntimeError), org_context(org_a.id):
+            outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
+            raise RuntimeError("the change failed")
+        assert woken() == 0
+        with org_context(org_a.id):
+            outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
+            outbox.enqueue_many(
+                "tests.always_fails", queue="default", org_id=org_a.id, kwargs_list=[{}, {}]
+            )
+            assert woken() == 0  # not before the commit
+        assert woken() == 1  # one wake-up for the whole transaction
 
 
 def wait_for(predicate, timeout: float = 15.0):

@@ -190,3 +190,23 @@ def test_an_org_over_its_daily_budget_gets_a_calm_message(org_a, participant, se
     assert stuck.awaiting_reply is False
     assert "try again" in stuck.reply_error
     assert ("bot", 1) not in transcript(org_a)
+
+
+def test_the_participant_row_tracks_status_and_activity_to_the_minute(org_a, participant):
+    def reload():
+        with org_context(org_a.id):
+            return Participant.objects.select_related("campaign").get()
+
+    with time_machine.travel("2026-11-23 10:00:00 +0000", tick=False):
+        post(org_a, participant, "Flaky CI costs us a day a week.")
+        first = reload()
+        assert first.status == Participant.Status.IN_PROGRESS
+        assert first.last_activity_at == timezone.now()
+        outbox.run_due_inline()
+    with time_machine.travel("2026-11-23 10:00:30 +0000", tick=False):
+        post(org_a, first, "Mostly the integration suite.")
+        assert reload().last_activity_at == first.last_activity_at  # within the minute
+        outbox.run_due_inline()
+    with time_machine.travel("2026-11-23 10:02:00 +0000", tick=False):
+        post(org_a, reload(), "And the deploy pipeline.")
+        assert reload().last_activity_at == timezone.now()
