@@ -10,6 +10,7 @@ urlpatterns: list = [
     path("", views.campaign_list, name="list"),
     path("new/", views.campaign_create, name="create"),
     path("<uuid:campaign_id>/", views.campaign_detail, name="detail"),
+    path("<uuid:campaign_id>/counts/", views.campaign_counts, name="counts"),
     path("<uuid:campaign_id>/edit/", views.campaign_edit, name="edit"),
     path("<uuid:campaign_id>/transition/", views.campaign_transition, name="transition"),
     path("<uuid:campaign_id>/participants/add/", views.participants_add, name="participants_add"),

@@ -179,6 +179,16 @@ def campaign_detail(request, campaign_id):
     )
 
 
+@org_view(VIEW)
+def campaign_counts(request, campaign_id):
+    """The detail page's counts, which poll this while the campaign is active."""
+    campaign = _campaign(campaign_id)
+    counts = selectors.participant_status_counts(campaign=campaign)
+    return render(
+        request, "campaigns/partials/campaign_counts.html", {"campaign": campaign, "counts": counts}
+    )
+
+
 TRANSITION_NOTES = {
     "activate": "Invitations are on their way.",
     "pause": "Links now show a “paused” page until you resume.",

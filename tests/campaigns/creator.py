@@ -60,8 +60,10 @@ def campaigns_in_bulk(org, count, *, status="active"):
         )
 
 
-def participants_in_bulk(org, campaign, count, *, statuses=("invited",)) -> list[Participant]:
-    """`count` participants cycling through `statuses`."""
+def participants_in_bulk(
+    org, campaign, count, *, statuses=("invited",), start: int = 0
+) -> list[Participant]:
+    """`count` participants cycling through `statuses`, numbered from `start`."""
     now = timezone.now()
     rows = [
         Participant(
@@ -76,7 +78,7 @@ def participants_in_bulk(org, campaign, count, *, statuses=("invited",)) -> list
             if statuses[i % len(statuses)] == "bounced"
             else "",
         )
-        for i in range(count)
+        for i in range(start, start + count)
     ]
     with org_context(org.id):
         return Participant.objects.bulk_create(rows, batch_size=1000)

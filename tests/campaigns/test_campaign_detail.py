@@ -94,3 +94,26 @@ def test_query_count_does_not_grow_with_participants(
         response = client.get(creator.url("detail", org_a, campaign.pk))
     assert response.status_code == 200
     assert response.context["counts"]["total"] == count
+
+
+def test_the_counts_refresh_themselves_while_the_campaign_runs(org_a, alice, bob, client_for):
+    campaign = creator.campaign(org_a, alice, status="active")
+    creator.participants_in_bulk(org_a, campaign, 3, statuses=("invited",))
+    counts_url = creator.url("counts", org_a, campaign.pk)
+    page = client_for(alice).get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert f'hx-get="{counts_url}" hx-trigger="every 5s"' in page
+    before = client_for(bob).get(counts_url)  # members read them too
+    assert before.status_code == 200
+    assert "0 of 3 completed" in before.content.decode()
+    creator.participants_in_bulk(org_a, campaign, 2, statuses=("completed",), start=3)
+    after = client_for(bob).get(counts_url).content.decode()
+    assert "2 of 5 completed" in after
+    assert 'id="campaign-counts"' in after
+    assert "<html" not in after  # the block alone, swapped in place
+
+
+def test_the_counts_stay_put_when_nothing_can_move(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, status="completed")
+    page = client_for(alice).get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert 'id="campaign-counts"' in page
+    assert "every 5s" not in page
