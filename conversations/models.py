@@ -79,20 +79,109 @@ class Message(TenantModel):
 
 
 class CampaignAnalysis(TenantModel):
+    """A campaign's analysis: the last good result, and the state of the latest run.
+
+    The result fields (findings, themes, groupings, sentiment, summary, input_hash, engine,
+    generated_at …) always hold the last *ready* result; `status`, `progress_*`, `error` and
+    `pending_hash` describe the latest run. So a run that fails leaves the previous result on
+    the page next to its reason, and a run in progress never blanks it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
     campaign = models.OneToOneField(
         "campaigns.Campaign", on_delete=models.CASCADE, related_name="analysis"
     )
     key_findings = models.JSONField(default=list, blank=True)
+    # {theme id: [conversation id, …]}
     groupings = models.JSONField(default=dict, blank=True)
+    # {"counts": {label: n}, "mean": x, "histogram": [n per tenth of -1..1]}
     sentiment_distribution = models.JSONField(default=dict, blank=True)
+    # [{"id", "label", "description", "keywords", "count", "share"}], largest first
     themes = models.JSONField(default=list, blank=True)
+    # {conversation id: {"number", "status", "score", "label", "themes": [theme id]}}
+    conversations = models.JSONField(default=dict, blank=True)
     executive_summary = models.TextField(blank=True)
+    # sha256 over the included conversations' message ids and edit times, the options and the
+    # engine version: equal hash = nothing to recompute.
     input_hash = models.CharField(max_length=64, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    engine = models.CharField(max_length=20, blank=True)
+    engine_version = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    conversation_count = models.PositiveIntegerField(default=0)
+    # When the inputs of the current result were read (the stale notice counts changes after).
+    inputs_at = models.DateTimeField(null=True, blank=True)
     generated_at = models.DateTimeField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    # The latest run.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    pending_hash = models.CharField(max_length=64, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(TenantModel.Meta):
         db_table = "campaign_analysis"
         verbose_name_plural = "campaign analyses"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "id"], name="campaign_analysis_org_id_uniq"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "running", "ready", "failed"]),
+                name="campaign_analysis_status_valid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Analysis of {self.campaign_id}"
+
+    @property
+    def has_result(self) -> bool:
+        return self.generated_at is not None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.RUNNING)
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.progress_total:
+            return 0
+        return min(100, round(100 * self.progress_done / self.progress_total))
+
+
+class ConversationAnalysis(TenantModel):
+    """One conversation's extraction by one engine, keyed by that conversation's own hash: a
+    refresh re-extracts only conversations whose messages changed."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="analyses"
+    )
+    engine = models.CharField(max_length=20)
+    input_hash = models.CharField(max_length=64)
+    # Engine-specific: sentiment, themes or terms, quotes with message ids.
+    result = models.JSONField(default=dict)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+
+    class Meta(TenantModel.Meta):
+        db_table = "conversation_analysis"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "conversation", "engine"],
+                name="conversation_analysis_once_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.engine} analysis of {self.conversation_id}"

@@ -15,15 +15,16 @@ CAMPAIGN_CLOSED = "campaign closed"
 
 @outbox_task(queue="default", name="conversations.campaign_completed")
 def campaign_completed(*, campaign_id: str) -> int:
-    """A campaign was completed: close its open conversations. (The analysis issue adds
-    queueing the campaign's analysis here.)"""
+    """A campaign was completed: close its open conversations and queue its analysis."""
     now = timezone.now()
-    return Conversation.objects.filter(campaign_id=campaign_id, status="active").update(
+    closed = Conversation.objects.filter(campaign_id=campaign_id, status="active").update(
         status=Conversation.Status.COMPLETED,
         ended_at=now,
         end_reason=CAMPAIGN_CLOSED,
         updated_at=now,
     )
+    analysis_for_completed_campaign(campaign_id)
+    return closed
 
 
 @outbox_task(queue="ai", name="conversations.reply", atomic=False)
@@ -104,3 +105,45 @@ def sweep() -> int:
                 idle_hours=settings.TAP_ABANDON_AFTER_HOURS
             )
     return abandoned
+
+
+# --- campaign analysis (conversations/analysis/) -------------------------------------------
+
+
+@outbox_task(queue="analysis", name="conversations.analysis_run", atomic=False)
+def analysis_run(*, campaign_id: str, input_hash: str, include_in_progress: bool = True) -> None:
+    """Compute a requested campaign analysis (conversations.analysis.service.analysis_run)."""
+    from conversations.analysis.service import analysis_run as run  # noqa: PLC0415
+
+    run(campaign_id=campaign_id, input_hash=input_hash, include_in_progress=include_in_progress)
+
+
+@shared_task(name="conversations.analysis_daily", ignore_result=True)
+def analysis_daily() -> int:
+    """Beat, daily: queue the analysis of active campaigns with new or changed conversations,
+    one top-level transaction per organisation."""
+    from campaigns.models import Campaign  # noqa: PLC0415
+    from conversations.analysis.service import campaigns_analyze_due  # noqa: PLC0415
+
+    org_ids = (
+        Campaign.all_objects.using("service")
+        .filter(status=Campaign.Status.ACTIVE)
+        .values_list("organization_id", flat=True)
+        .distinct()
+    )
+    queued = 0
+    for org_id in list(org_ids):
+        with org_context(org_id):
+            queued += campaigns_analyze_due()
+    return queued
+
+
+def analysis_for_completed_campaign(campaign_id: str) -> None:
+    """A completed campaign is analysed once more, over its final conversations (queued on
+    the `analysis` queue; nothing happens when the stored analysis is already current)."""
+    from campaigns.models import Campaign  # noqa: PLC0415
+    from conversations.analysis.service import campaign_analyze  # noqa: PLC0415
+
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is not None and campaign.conversations.filter(participant_turns__gt=0).exists():
+        campaign_analyze(actor=None, campaign=campaign)

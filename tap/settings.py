@@ -137,6 +137,8 @@ CELERY_BEAT_SCHEDULE = {
     # Reminders and close dates: a sweeper over due rows, so a missed tick is caught up.
     "campaigns-sweep": {"task": "campaigns.sweep", "schedule": 5 * 60},
     "conversations-sweep": {"task": "conversations.sweep", "schedule": 15 * 60},
+    # Daily: re-analyse active campaigns that have new or changed conversations.
+    "analysis-daily": {"task": "conversations.analysis_daily", "schedule": 24 * 3600},
 }
 
 # The outbox (tap/outbox.py): how long a published job may run before it is re-published,
@@ -244,6 +246,13 @@ TAP_ABANDON_AFTER_HOURS = env.int("TAP_ABANDON_AFTER_HOURS", default=72)
 TAP_MAX_TURNS_PER_CONVERSATION = env.int("TAP_MAX_TURNS_PER_CONVERSATION", default=20)
 TAP_MAX_TOKENS_PER_CONVERSATION = env.int("TAP_MAX_TOKENS_PER_CONVERSATION", default=100_000)
 TAP_ORG_DAILY_TOKEN_BUDGET = env.int("TAP_ORG_DAILY_TOKEN_BUDGET", default=5_000_000)
+# Campaign analysis: the largest synthesis input (estimated tokens) sent in one request —
+# above it the campaign is reduced in stages (map-reduce) — parallel extraction requests,
+# and prices (USD per million tokens) for the recorded cost estimate.
+TAP_ANALYSIS_TOKEN_BUDGET = env.int("TAP_ANALYSIS_TOKEN_BUDGET", default=120_000)
+TAP_ANALYSIS_CONCURRENCY = env.int("TAP_ANALYSIS_CONCURRENCY", default=4)
+TAP_AI_PRICE_INPUT_PER_MTOK = env.float("TAP_AI_PRICE_INPUT_PER_MTOK", default=3.0)
+TAP_AI_PRICE_OUTPUT_PER_MTOK = env.float("TAP_AI_PRICE_OUTPUT_PER_MTOK", default=15.0)
 
 # --- Logging: one JSON object a line, with request / org / task ids (tap/logging.py) --------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,0 +1,166 @@
+"""What an analysis reads: the included conversations, their hashes, and their messages.
+
+Two hashes make the cache:
+  * a conversation's own hash — over its messages' ids, senders and edit times, the
+    anonymity setting and the engine — keys the per-conversation extraction cache, so a
+    refresh re-extracts only conversations whose messages changed;
+  * the campaign's input hash — over the included conversations (id, status, own hash), the
+    analysis options and the engine (name, version, model) — says whether the stored
+    analysis is still the answer.
+
+Both are computed from one aggregate query in PostgreSQL: a campaign of 100,000 messages sends
+10,000 short digests to Python, not 100,000 rows.
+
+Anonymity: the engines never see a participant row. For anonymous campaigns the participant's
+name and email, and any email address anywhere in the text, are replaced before the text
+leaves this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+from django.db import connection
+
+from campaigns.models import Campaign
+from conversations.models import Message
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+NAME_MASK = "[name]"
+EMAIL_MASK = "[email]"
+# Analyses read at most this many characters of one message (the chat caps answers at 5,000).
+MAX_MESSAGE_CHARS = 5000
+
+# Per conversation: a digest of its messages, and whether it has any participant message.
+# `organization_id` is filtered explicitly as well as by RLS (plans, and Citus later).
+DIGEST_SQL = """
+    SELECT c.id, c.status, c.created_at,
+           md5(string_agg(m.id::text || ':' || m.sender || ':' ||
+                          extract(epoch FROM m.updated_at)::text, ',' ORDER BY m.id)),
+           count(*) FILTER (WHERE m.sender = 'participant')
+    FROM conversations c
+    JOIN messages m ON m.conversation_id = c.id AND m.organization_id = c.organization_id
+    WHERE c.organization_id = %s AND c.campaign_id = %s
+    GROUP BY c.id, c.status, c.created_at
+"""
+
+
+@dataclass(frozen=True)
+class Included:
+    id: str
+    number: int  # the pseudonym number ("Participant 7"): oldest conversation is 1
+    status: str
+    hash: str
+
+
+@dataclass
+class Snapshot:
+    """The inputs of one analysis, as read now."""
+
+    hash: str
+    options: dict
+    conversations: list[Included] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.id for c in self.conversations]
+
+
+@dataclass(frozen=True)
+class ConversationInput:
+    """One conversation as the engines see it: no participant name, no address."""
+
+    id: str
+    number: int
+    status: str
+    # (message id, sender, text), in order
+    messages: tuple[tuple[str, str, str], ...]
+
+
+def analysis_options(campaign: Campaign, *, include_in_progress: bool) -> dict:
+    return {
+        "include_in_progress": bool(include_in_progress),
+        "anonymous": bool(campaign.options.anonymous),
+        # The mission frames the model's reading: a new mission is a new analysis.
+        "mission": hashlib.sha256(campaign.mission.encode()).hexdigest()[:16],
+    }
+
+
+def snapshot(*, campaign: Campaign, options: dict, engine_key: str) -> Snapshot:
+    """The included conversations (those with at least one participant message; only completed
+    ones unless `include_in_progress`) and the input hash."""
+    with connection.cursor() as cursor:
+        cursor.execute(DIGEST_SQL, [str(campaign.organization_id), str(campaign.pk)])
+        rows = cursor.fetchall()
+    # Pseudonym numbers count every conversation of the campaign, oldest first, like the
+    # responses page and the exports do.
+    rows.sort(key=lambda r: (r[2], str(r[0])))
+    included = []
+    anonymous = "anon" if options.get("anonymous") else "named"
+    for number, (conversation_id, status, _created, digest, participant_messages) in enumerate(
+        rows, 1
+    ):
+        if not participant_messages:
+            continue
+        if status != "completed" and not options.get("include_in_progress"):
+            continue
+        own = hashlib.sha256(f"{engine_key}|{anonymous}|{digest}".encode()).hexdigest()
+        included.append(Included(str(conversation_id), number, status, own))
+    payload = json.dumps(
+        [engine_key, options, [(c.id, c.status, c.hash) for c in included]], sort_keys=True
+    )
+    return Snapshot(hashlib.sha256(payload.encode()).hexdigest(), options, included)
+
+
+def _scrubber(name: str, email: str):
+    """A function that masks this participant's name and email and any address in a text."""
+    words = {w for w in re.split(r"[\s.,_@-]+", f"{name} {email.split('@')[0]}") if len(w) >= 3}
+    pattern = (
+        re.compile(
+            r"\b(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b",
+            re.IGNORECASE,
+        )
+        if words
+        else None
+    )
+
+    def scrub(text: str) -> str:
+        text = EMAIL.sub(EMAIL_MASK, text)
+        return pattern.sub(NAME_MASK, text) if pattern is not None else text
+
+    return scrub
+
+
+def load_conversations(
+    *, campaign: Campaign, included: list[Included], anonymous: bool
+) -> list[ConversationInput]:
+    """The messages of `included` conversations (call in batches of a few hundred)."""
+    if not included:
+        return []
+    by_id = {c.id: c for c in included}
+    fields = ["conversation_id", "pk", "sender", "body"]
+    if anonymous:  # read only to mask them; never passed on
+        fields += ["conversation__participant__name", "conversation__participant__email"]
+    rows = (
+        Message.objects.filter(conversation_id__in=list(by_id))
+        .order_by("conversation_id", "created_at", "turn", "pk")
+        .values_list(*fields)
+    )
+    grouped: dict[str, list] = {}
+    scrubbers: dict[str, object] = {}
+    for row in rows.iterator(chunk_size=2000):
+        conversation_id, message_id, sender, body = row[:4]
+        key = str(conversation_id)
+        text = (body or "")[:MAX_MESSAGE_CHARS]
+        if anonymous:
+            scrub = scrubbers.get(key)
+            if scrub is None:
+                scrub = scrubbers[key] = _scrubber(row[4] or "", row[5] or "")
+            text = scrub(text)
+        grouped.setdefault(key, []).append((str(message_id), sender, text))
+    return [
+        ConversationInput(c.id, c.number, c.status, tuple(grouped.get(c.id, ()))) for c in included
+    ]
