@@ -39,7 +39,8 @@ def test_the_planted_themes_and_tones_are_found(org_a, alice):
     right = sum(tones[c] == PLANTED[truth[c]][0] for c in truth)
     assert right >= 0.9 * len(truth)
     counts = analysis.sentiment_distribution["counts"]
-    assert counts["negative"] >= 14 and counts["positive"] >= 7
+    assert counts["negative"] >= 14
+    assert counts["positive"] >= 7
     # Findings quote real participant messages of the theme's conversations.
     assert analysis.key_findings
     for finding in analysis.key_findings:
