@@ -1,5 +1,9 @@
-"""Developer identities, daily metrics and ingestion runs (skeleton: the metrics issue builds
-the parsers, identity resolution and dashboards)."""
+"""Developer identities, daily metrics, ingestion runs, the Copilot seat roster, teams and
+organisation API keys.
+
+Every table is a tenant table (RLS in the migrations); uniqueness always includes the
+organisation. `DailyDeveloperMetric` is unique on (organisation, identity, day, tool): two tools
+on one day never overwrite each other, and a re-upload replaces instead of double-counting."""
 
 from django.conf import settings
 from django.db import models
@@ -7,12 +11,28 @@ from django.db.models.functions import Lower
 
 from tap.models import TenantModel
 
+TOOL_COPILOT = "copilot"
+TOOL_CLAUDE_CODE = "claude_code"
+TOOL_LABELS = {TOOL_COPILOT: "GitHub Copilot", TOOL_CLAUDE_CODE: "Claude Code"}
+
+
+def tool_label(tool: str) -> str:
+    return TOOL_LABELS.get(tool, tool)
+
 
 class DeveloperIdentity(TenantModel):
+    """One canonical developer in an organisation, known by any of its identifiers."""
+
     display_name = models.CharField(max_length=200, blank=True)
     github_login = models.CharField(max_length=100, blank=True)
+    github_user_id = models.BigIntegerField(null=True, blank=True)
     email = models.EmailField(max_length=254, blank=True)
+    # Claude Code usage by an API key rather than a person: named by the key.
+    api_key_name = models.CharField(max_length=200, blank=True)
+    # Identifiers of identities merged into this one (kept so the history reads right).
     aliases = models.JSONField(default=list, blank=True)
+    # An admin looked at it on the unmatched page and said it stands alone.
+    reviewed = models.BooleanField(default=False)
 
     class Meta(TenantModel.Meta):
         db_table = "developer_identities"
@@ -31,10 +51,52 @@ class DeveloperIdentity(TenantModel):
                 condition=~models.Q(email=""),
                 name="identities_org_email_uniq",
             ),
+            models.UniqueConstraint(
+                fields=["organization", "github_user_id"],
+                condition=models.Q(github_user_id__isnull=False),
+                name="identities_org_github_id_uniq",
+            ),
+            models.UniqueConstraint(
+                "organization",
+                Lower("api_key_name"),
+                condition=~models.Q(api_key_name=""),
+                name="identities_org_api_key_uniq",
+            ),
         ]
 
     def __str__(self) -> str:
-        return self.display_name or self.github_login or self.email
+        return self.label
+
+    @property
+    def label(self) -> str:
+        if self.api_key_name and not (self.github_login or self.email):
+            return f"API key “{self.api_key_name}”"
+        return self.display_name or self.github_login or self.email or str(self.pk)
+
+
+class MetricApiKey(TenantModel):
+    """An organisation API key for pushing exports (`Authorization: Bearer …`).
+
+    The secret is shown once when created; only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantModel.Meta):
+        db_table = "metric_api_keys"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "id"], name="api_keys_org_id_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
 
 
 class MetricIngestionRun(TenantModel):
@@ -45,26 +107,96 @@ class MetricIngestionRun(TenantModel):
         PARTIAL = "partial"
         FAILED = "failed"
 
+    class Source(models.TextChoices):
+        UPLOAD = "upload"
+        COMMAND = "command"
+        API = "api"
+
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
+    api_key = models.ForeignKey(
+        MetricApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.UPLOAD)
+    # Display name: the file, or "a.ndjson + 2 more"; `files` lists each one.
     file_name = models.CharField(max_length=500)
+    # One file: its SHA-256. Several: the SHA-256 of their sorted hashes.
     sha256 = models.CharField(max_length=64, blank=True)
+    files = models.JSONField(default=list, blank=True)
     detected_format = models.CharField(max_length=50, blank=True)
+    skip_invalid = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     rows_total = models.PositiveIntegerField(default=0)
     rows_ingested = models.PositiveIntegerField(default=0)
+    rows_skipped = models.PositiveIntegerField(default=0)
     rows_rejected = models.PositiveIntegerField(default=0)
+    # Of the daily rows this run wrote: how many replaced different values from an earlier run,
+    # and how many were already there with the same values (a re-upload changes nothing).
+    rows_new = models.PositiveIntegerField(default=0)
+    rows_replaced = models.PositiveIntegerField(default=0)
+    rows_unchanged = models.PositiveIntegerField(default=0)
+    identities_created = models.PositiveIntegerField(default=0)
+    # [{"file", "line", "reason"}], capped at TAP_METRICS_MAX_ERRORS; the rest only counted.
     errors = models.JSONField(default=list, blank=True)
+    errors_omitted = models.PositiveIntegerField(default=0)
+    # A sentence for the person: why it failed, or what happened ("nothing changed").
+    message = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(TenantModel.Meta):
         db_table = "metric_ingestion_runs"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="runs_org_created_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["organization", "id"], name="runs_org_id_uniq"),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=["pending", "processing", "succeeded", "partial", "failed"]
+                ),
+                name="runs_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(source__in=["upload", "command", "api"]),
+                name="runs_source_valid",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.file_name
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.PARTIAL, self.Status.FAILED)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def summary(self) -> dict:
+        """The run as the command's --json and the API report it."""
+        return {
+            "run_id": str(self.pk),
+            "status": self.status,
+            "format": self.detected_format,
+            "files": [f.get("name") for f in self.files],
+            "rows_total": self.rows_total,
+            "rows_ingested": self.rows_ingested,
+            "rows_rejected": self.rows_rejected,
+            "rows_new": self.rows_new,
+            "rows_replaced": self.rows_replaced,
+            "rows_unchanged": self.rows_unchanged,
+            "identities_created": self.identities_created,
+            "message": self.message,
+            "errors": self.errors,
+            "errors_omitted": self.errors_omitted,
+            "duration_seconds": self.duration_seconds,
+        }
 
 
 class DailyDeveloperMetric(TenantModel):
@@ -84,6 +216,21 @@ class DailyDeveloperMetric(TenantModel):
 
     class Meta(TenantModel.Meta):
         db_table = "daily_developer_metrics"
+        indexes = [
+            # Dashboards: one organisation, a date range, grouped by day and tool. The INCLUDE
+            # columns make those aggregates index-only scans.
+            models.Index(
+                fields=["organization", "date", "tool"],
+                name="daily_metrics_org_date_idx",
+                include=[
+                    "developer_identity",
+                    "suggestions",
+                    "acceptances",
+                    "completions",
+                    "sessions",
+                ],
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "developer_identity", "date", "tool"],
@@ -93,3 +240,66 @@ class DailyDeveloperMetric(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.developer_identity_id} {self.date} {self.tool}"
+
+
+class CopilotSeat(TenantModel):
+    """The licensed roster from a Copilot seats export: who holds a seat, and their last
+    activity. No daily counts are ever derived from it."""
+
+    developer_identity = models.ForeignKey(
+        DeveloperIdentity, on_delete=models.CASCADE, related_name="seats"
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    last_activity_editor = models.CharField(max_length=200, blank=True)
+    last_authenticated_at = models.DateTimeField(null=True, blank=True)
+    plan_type = models.CharField(max_length=50, blank=True)
+    assigning_team = models.CharField(max_length=200, blank=True)
+    pending_cancellation_date = models.DateField(null=True, blank=True)
+    ingestion_run = models.ForeignKey(
+        MetricIngestionRun, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta(TenantModel.Meta):
+        db_table = "copilot_seats"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "developer_identity"], name="seats_org_identity_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.developer_identity_id)
+
+
+class DeveloperTeam(TenantModel):
+    """A developer's membership of a team, for cohorts: from the identity map or from
+    Copilot's user-teams report."""
+
+    class Source(models.TextChoices):
+        IDENTITY_MAP = "identity_map", "Identity map"
+        COPILOT = "copilot", "Copilot user-teams"
+
+    developer_identity = models.ForeignKey(
+        DeveloperIdentity, on_delete=models.CASCADE, related_name="teams"
+    )
+    team = models.CharField(max_length=200)
+    source = models.CharField(max_length=20, choices=Source.choices)
+
+    class Meta(TenantModel.Meta):
+        db_table = "developer_teams"
+        constraints = [
+            models.UniqueConstraint(
+                "organization",
+                "developer_identity",
+                Lower("team"),
+                name="teams_org_identity_team_uniq",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(source__in=["identity_map", "copilot"]),
+                name="teams_source_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.team

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /healthz and /readyz, answered before sessions and the tenant transaction (tap/views.py).
+    "tap.views.ProbeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tap.logging.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -120,7 +122,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
-    # Longer than the longest task (hard limit below) plus its back-off.
+    # Longer than the longest task (TAP_QUEUE_TIME_LIMITS) plus its back-off.
     "visibility_timeout": 2 * 3600,
     "health_check_interval": 25,
 }
@@ -141,9 +143,21 @@ CELERY_BEAT_SCHEDULE = {
     "analysis-daily": {"task": "conversations.analysis_daily", "schedule": 24 * 3600},
 }
 
-# The outbox (tap/outbox.py): how long a published job may run before it is re-published,
-# and how often it is tried before it is parked as dead for staff to see.
-TAP_OUTBOX_LEASE_SECONDS = env.int("TAP_OUTBOX_LEASE_SECONDS", default=25 * 60)
+# Soft and hard time limits per queue, in seconds (tasks fed by the outbox take their
+# queue's). A soft limit raises inside the task, which fails and is retried by the outbox;
+# the hard limit kills the process. `ai` covers the SDK's own retries (3 x TAP_AI_TIMEOUT_SECONDS).
+TAP_QUEUE_TIME_LIMITS = {
+    "default": (300, 360),
+    "email": (60, 90),
+    "ai": (110, 130),
+    "analysis": (1500, 1800),
+    "ingest": (1500, 1800),
+}
+# The outbox (tap/outbox.py): a published job holds a lease of its queue's hard limit plus
+# this margin; when it runs out (the worker was killed) the job is published again. Set
+# TAP_OUTBOX_LEASE_SECONDS to use one lease for every queue (the fault tests shorten it).
+TAP_OUTBOX_LEASE_MARGIN_SECONDS = env.int("TAP_OUTBOX_LEASE_MARGIN_SECONDS", default=30)
+TAP_OUTBOX_LEASE_SECONDS = env.int("TAP_OUTBOX_LEASE_SECONDS", default=0)
 TAP_OUTBOX_MAX_ATTEMPTS = env.int("TAP_OUTBOX_MAX_ATTEMPTS", default=5)
 
 # --- Auth ----------------------------------------------------------------------------------
@@ -217,7 +231,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)
 if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # No inline script or style anywhere: htmx and Bootstrap are vendored under static/.
 CONTENT_SECURITY_POLICY = {
@@ -239,7 +253,7 @@ CONTENT_SECURITY_POLICY = {
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 TAP_AI_MODEL = env.str("TAP_AI_MODEL", default="claude-sonnet-5-5")
-TAP_AI_TIMEOUT_SECONDS = env.float("TAP_AI_TIMEOUT_SECONDS", default=60.0)
+TAP_AI_TIMEOUT_SECONDS = env.float("TAP_AI_TIMEOUT_SECONDS", default=30.0)
 # Conversations idle this long are marked abandoned (a new message reopens them).
 TAP_ABANDON_AFTER_HOURS = env.int("TAP_ABANDON_AFTER_HOURS", default=72)
 # Budgets against runaway cost: per conversation (turns, tokens) and per organisation per day.
@@ -284,3 +298,15 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
     },
 }
+
+# --- Developer metrics (metrics/) ----------------------------------------------------------
+# Uploads wait here for the ingest worker (a volume shared by web and workers in production).
+TAP_METRICS_UPLOAD_DIR = env.path("TAP_METRICS_UPLOAD_DIR", default=BASE_DIR / ".data" / "uploads")
+TAP_METRICS_MAX_UPLOAD_BYTES = env.int("TAP_METRICS_MAX_UPLOAD_BYTES", default=512 << 20)
+# After gunzip: a small compressed file can expand without end (a gzip bomb).
+TAP_METRICS_MAX_DECOMPRESSED_BYTES = env.int(
+    "TAP_METRICS_MAX_DECOMPRESSED_BYTES", default=4 << 30
+)
+# Rejected lines kept (with line number and reason) per run; the rest are only counted.
+TAP_METRICS_MAX_ERRORS = env.int("TAP_METRICS_MAX_ERRORS", default=200)
+CELERY_BEAT_SCHEDULE["metrics-sweep"] = {"task": "metrics.sweep", "schedule": 10 * 60}

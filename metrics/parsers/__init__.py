@@ -1,0 +1,331 @@
+"""Read a metrics file of any supported format, detected from its content (never its name),
+as a stream of records in constant memory.
+
+    with open_metrics_file(path) as parsed:
+        parsed.format            # "copilot_users", "claude_code", …
+        for item in parsed.items:  # MetricRow | TeamRow | SeatRow | Rejected
+            …
+
+gzip is recognised by its magic bytes; text is UTF-8 with or without a BOM, LF or CRLF.
+NDJSON and CSV are read line by line, JSON arrays element by element (parsers.jsonstream).
+Whole-file problems (unknown or legacy format, not UTF-8, over the size limits) raise
+`Refused`; a bad record becomes a `Rejected` with its line number and the rest carries on.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metrics.parsers import claude_code, copilot, tap_csv
+from metrics.parsers.jsonstream import JSONStreamError, iter_document
+from metrics.parsers.records import (
+    Invalid,
+    MetricRow,
+    Refused,
+    Rejected,
+    SeatRow,
+    TeamRow,
+)
+
+__all__ = [
+    "FORMAT_LABELS",
+    "MetricRow",
+    "Parsed",
+    "Refused",
+    "Rejected",
+    "SeatRow",
+    "TeamRow",
+    "open_metrics_file",
+]
+
+FORMAT_LABELS = {
+    "copilot_users": "GitHub Copilot per-user usage report",
+    "copilot_user_teams": "GitHub Copilot user-teams report",
+    "copilot_seats": "GitHub Copilot seats",
+    "copilot_seats_csv": "GitHub Copilot activity report (seats CSV)",
+    "claude_code": "Claude Code analytics",
+    "tap_csv": "Tap daily metrics CSV",
+    "identity_map": "Identity map CSV",
+}
+UNKNOWN_MESSAGE = (
+    "Tap does not recognise this file. It reads: the GitHub Copilot per-user usage report "
+    "(NDJSON or a JSON array), Copilot user-teams and seats exports, Claude Code analytics "
+    "(a usage-report page, pages, records or NDJSON), Tap's daily metrics CSV "
+    "(date,tool,github_login,email,suggestions,acceptances,completions,sessions) and the "
+    "identity map CSV (github_login,email,name,team)."
+)
+MAX_LINE_CHARS = 8 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class Parsed:
+    format: str
+    items: Iterator
+    position: callable = field(repr=False, default=lambda: 0)
+
+    @property
+    def label(self) -> str:
+        return FORMAT_LABELS.get(self.format, self.format)
+
+
+class _Limited(io.RawIOBase):
+    """Counts decompressed bytes and refuses past the limit (a gzip bomb stops here)."""
+
+    def __init__(self, inner, limit: int):
+        self.inner, self.limit, self.seen = inner, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.inner.read(len(buffer))
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise Refused(
+                f"The file is larger than {self.limit // (1 << 20)} MB once decompressed. "
+                "Split it into several files and upload them together."
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@contextmanager
+def open_metrics_file(path: str | Path, *, max_decompressed_bytes: int = 4 << 30):
+    raw = open(path, "rb")  # noqa: SIM115 - closed in finally
+    try:
+        magic = raw.read(2)
+        raw.seek(0)
+        inner = gzip.GzipFile(fileobj=raw, mode="rb") if magic == GZIP_MAGIC else raw
+        binary = io.BufferedReader(_Limited(inner, max_decompressed_bytes), 1 << 16)
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
+        yield _detect(text, position=raw.tell)
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise Refused(
+            f"The file looks gzip-compressed but cannot be decompressed ({exc})."
+        ) from None
+    finally:
+        raw.close()
+
+
+def _decoding(iterator: Iterator) -> Iterator:
+    """Turn an encoding error anywhere in the stream into a whole-file refusal."""
+    try:
+        yield from iterator
+    except UnicodeDecodeError:
+        raise Refused("The file is not UTF-8 text. Export it again as UTF-8.") from None
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise Refused(f"The file is damaged or truncated ({exc}).") from None
+
+
+def _detect(text: io.TextIOWrapper, *, position) -> Parsed:
+    try:
+        first, skipped = _read_line(text), 0
+        while first is not None and not first.strip():
+            first, skipped = _read_line(text), skipped + 1
+    except UnicodeDecodeError:
+        raise Refused("The file is not UTF-8 text. Export it again as UTF-8.") from None
+    if first is None:
+        raise Refused("The file is empty.")
+    stripped = first.lstrip()
+    if stripped.startswith("{"):
+        try:
+            record = json.loads(first)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            # One object per line (NDJSON) — or a one-line JSON document.
+            fmt = _json_format(record)
+            return Parsed(fmt, _decoding(_ndjson(fmt, first, text, skipped)), position)
+        return _json_document(first, text, position)
+    if stripped.startswith("["):
+        return _json_document(first, text, position)
+    return _csv(first, text, position)
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def _json_format(record: dict) -> str:
+    if claude_code.is_page(record) or ("data" in record and isinstance(record["data"], list)):
+        return "claude_code"
+    if "seats" in record and isinstance(record["seats"], list):
+        return "copilot_seats"
+    if "assignee" in record:
+        return "copilot_seats"
+    if copilot.is_legacy(record):
+        copilot.refuse_legacy()
+    if copilot.is_team_record(record):
+        return "copilot_user_teams"
+    if copilot.is_user_record(record):
+        return "copilot_users"
+    if claude_code.is_record(record):
+        return "claude_code"
+    raise Refused(UNKNOWN_MESSAGE)
+
+
+def _records(fmt: str, line: int, record) -> Iterator:
+    """One JSON value of a `fmt` file → its items."""
+    if not isinstance(record, dict):
+        yield Rejected(line, "not a JSON object")
+        return
+    if fmt == "claude_code" and isinstance(record.get("data"), list):
+        for entry in record["data"]:
+            yield from _records(fmt, line, entry)
+        return
+    if fmt == "copilot_seats" and isinstance(record.get("seats"), list):
+        for entry in record["seats"]:
+            yield from _records(fmt, line, entry)
+        return
+    try:
+        if fmt == "copilot_users":
+            if copilot.is_legacy(record):
+                copilot.refuse_legacy()
+            yield copilot.user_row(line, record)
+        elif fmt == "copilot_user_teams":
+            yield copilot.team_row(line, record)
+        elif fmt == "copilot_seats":
+            yield copilot.seat_row(line, record)
+        else:
+            yield claude_code.row(line, record)
+    except Invalid as exc:
+        yield Rejected(line, str(exc))
+
+
+def _read_line(text) -> str | None:
+    """One physical line, or None at the end; an overlong line is consumed and flagged."""
+    line = text.readline(MAX_LINE_CHARS)
+    if not line:
+        return None
+    if len(line) >= MAX_LINE_CHARS and not line.endswith("\n"):
+        while True:
+            rest = text.readline(MAX_LINE_CHARS)
+            if not rest or rest.endswith("\n"):
+                break
+        return "\x00too-long"
+    return line
+
+
+def _ndjson(fmt: str, first: str, text, skipped: int) -> Iterator:
+    number, line = skipped, first
+    while line is not None:
+        number += 1
+        if line.strip():
+            if line == "\x00too-long":
+                yield Rejected(number, f"line longer than {MAX_LINE_CHARS // (1 << 20)} MB")
+            else:
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    yield Rejected(number, f"invalid JSON ({exc.msg})")
+                else:
+                    yield from _records(fmt, number, record)
+        line = _read_line(text)
+
+
+def _json_document(first: str, text, position) -> Parsed:
+    events = iter_document(text, prefix=first, stream_keys=frozenset({"data", "seats"}))
+    try:
+        head = next(events)
+    except JSONStreamError as exc:
+        raise Refused(f"Broken JSON on line {exc.line}: {exc}.") from None
+    except StopIteration:
+        raise Refused("The file holds an empty JSON document.") from None
+    kind, key, _line, value = head
+    if kind == "item" and key is None:
+        # A top-level array: its first element says what it is.
+        if not isinstance(value, dict):
+            raise Refused("The JSON array does not hold objects. " + UNKNOWN_MESSAGE)
+        fmt = _json_format(value)
+    elif kind == "item":
+        fmt = "claude_code" if key == "data" else "copilot_seats"
+    elif kind == "member":
+        # An object whose arrays come later (or a pretty-printed single record): gather its
+        # members until a streamed array shows what it is.
+        members = {key: value}
+        for event in events:
+            kind, key, _line, value = event
+            if kind == "item":
+                head = event
+                fmt = "claude_code" if key == "data" else "copilot_seats"
+                break
+            members[key] = value
+        else:
+            fmt = _json_format(members)
+            return Parsed(fmt, _decoding(_records(fmt, 1, members)), position)
+    else:
+        raise Refused(UNKNOWN_MESSAGE)
+    return Parsed(fmt, _decoding(_document_items(fmt, head, events)), position)
+
+
+def _document_items(fmt: str, head, events) -> Iterator:
+    try:
+        for kind, _key, line, value in _chain(head, events):
+            if kind == "item":
+                yield from _records(fmt, line, value)
+    except JSONStreamError as exc:
+        # The document cannot be read past this point: the whole file fails.
+        raise Refused(f"Broken JSON on line {exc.line}: {exc}.") from None
+
+
+def _chain(head, events):
+    yield head
+    yield from events
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+def _csv(first: str, text, position) -> Parsed:
+    csv.field_size_limit(1 << 20)
+    header = [c.strip().lower() for c in next(csv.reader([first]))]
+    columns = set(header)
+    if tap_csv.is_daily(columns):
+        missing = tap_csv.missing_daily_columns(columns)
+        if missing:
+            raise Refused(
+                "This looks like Tap's daily metrics CSV, but the header lacks "
+                + ", ".join(missing)
+                + ". The header is: "
+                + ",".join(tap_csv.DAILY_HEADER)
+                + "."
+            )
+        fmt, convert = "tap_csv", tap_csv.daily_row
+    elif tap_csv.is_identity_map(columns):
+        fmt, convert = "identity_map", tap_csv.identity_map_row
+    elif "login" in columns and columns & {"last activity at", "last authenticated at"}:
+        fmt, convert = "copilot_seats_csv", copilot.seat_csv_row
+    else:
+        raise Refused(UNKNOWN_MESSAGE)
+    return Parsed(fmt, _decoding(_csv_rows(header, text, convert)), position)
+
+
+def _csv_rows(header: list[str], text, convert) -> Iterator:
+    reader = csv.reader(text)
+    previous = 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield Rejected(previous + 1, f"unreadable CSV ({exc})")
+            previous = reader.line_num + 1
+            continue
+        # line_num counts physical lines read by this reader; the header was line 1.
+        line = previous + 1
+        previous = reader.line_num + 1
+        if not any(v.strip() for v in values):
+            continue
+        row = dict(zip(header, values, strict=False))
+        try:
+            yield convert(line, row)
+        except Invalid as exc:
+            yield Rejected(line, str(exc))

@@ -1,0 +1,216 @@
+"""GitHub Copilot: the per-user usage report, user-teams rows, seats (JSON and the activity
+CSV), and the recognition of legacy organisation-total reports (metrics-formats.md §1-3)."""
+
+from __future__ import annotations
+
+from metrics.models import TOOL_COPILOT
+from metrics.parsers.records import (
+    Invalid,
+    MetricRow,
+    Refused,
+    SeatRow,
+    TeamRow,
+    as_count,
+    count,
+    number,
+    parse_day,
+    parse_moment,
+)
+
+BREAKDOWNS = {
+    "totals_by_ide": "by_ide",
+    "totals_by_feature": "by_feature",
+    "totals_by_language_feature": "by_language_feature",
+    "totals_by_language_model": "by_language_model",
+    "totals_by_model_feature": "by_model_feature",
+}
+# Dimension keys kept in breakdown entries (with every numeric field).
+DIMENSIONS = ("ide", "feature", "language", "model")
+FLAGS = (
+    "used_agent",
+    "used_chat",
+    "used_cli",
+    "used_copilot_code_review_active",
+    "used_copilot_code_review_passive",
+    "used_copilot_coding_agent",
+    "used_copilot_cloud_agent",
+)
+
+LEGACY_MESSAGE = (
+    "This is a legacy GitHub Copilot metrics report (organisation totals per day, from "
+    "/orgs/{org}/copilot/metrics or /copilot/usage). It holds no per-developer data, so Tap "
+    "cannot attribute it to anyone, and GitHub shuts these endpoints down in 2026. Export the "
+    "per-user usage-metrics report instead (…/copilot/metrics/reports/users-1-day or "
+    "users-28-day, NDJSON) and upload that."
+)
+
+
+def is_user_record(record: dict) -> bool:
+    return ("user_login" in record or "user_id" in record) and (
+        "day" in record or "code_generation_activity_count" in record
+    )
+
+
+def is_team_record(record: dict) -> bool:
+    return ("team_id" in record or "slug" in record) and (
+        "user_login" in record or "user_id" in record
+    )
+
+
+def is_legacy(record: dict) -> bool:
+    keys = record.keys()
+    return not ("user_login" in keys or "user_id" in keys) and (
+        "copilot_ide_code_completions" in keys
+        or "total_active_users" in keys
+        or "total_engaged_users" in keys
+        or ("total_suggestions_count" in keys and ("day" in keys or "breakdown" in keys))
+    )
+
+
+def refuse_legacy():
+    raise Refused(LEGACY_MESSAGE)
+
+
+def _identity(record: dict) -> tuple[str, int | None]:
+    login = record.get("user_login")
+    login = login.strip() if isinstance(login, str) else ""
+    user_id = record.get("user_id")
+    if isinstance(user_id, str) and user_id.strip().isdigit():
+        user_id = int(user_id)
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
+        user_id = None
+    if not login and user_id is None:
+        raise Invalid("no identifier: the record has neither user_login nor user_id")
+    return login, user_id
+
+
+def _breakdown(entries) -> list:
+    if not isinstance(entries, list):
+        return []
+    kept = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        item = {}
+        for key, value in entry.items():
+            if (key in DIMENSIONS and isinstance(value, str)) or (
+                isinstance(value, int | float) and not isinstance(value, bool)
+            ):
+                item[key] = value
+        kept.append(item)
+    return kept
+
+
+def user_row(line: int, record: dict) -> MetricRow:
+    login, user_id = _identity(record)
+    day = parse_day(record.get("day"), "day")
+    suggestions = count(record, "code_generation_activity_count")
+    acceptances = count(record, "code_acceptance_activity_count")
+    completions = count(record, "loc_added_sum")
+    extras: dict = {
+        "interactions": count(record, "user_initiated_interaction_count"),
+        "loc_suggested_to_add": count(record, "loc_suggested_to_add_sum"),
+        "loc_suggested_to_delete": count(record, "loc_suggested_to_delete_sum"),
+        "loc_deleted": count(record, "loc_deleted_sum"),
+    }
+    flags = {key[5:]: True for key in FLAGS if record.get(key) is True}
+    if flags:
+        extras["used"] = flags
+    credits = record.get("ai_credits_used")
+    if credits is not None:
+        extras["ai_credits_used"] = number(credits)
+    phase = record.get("ai_adoption_phase")
+    # Its shape varies between sources: keep a label if one is there, never fail on it.
+    if isinstance(phase, dict):
+        label = phase.get("phase") or phase.get("name") or phase.get("phase_number")
+        if label is not None:
+            extras["adoption_phase"] = str(label)[:50]
+    elif isinstance(phase, str | int):
+        extras["adoption_phase"] = str(phase)[:50]
+    for source, target in BREAKDOWNS.items():
+        entries = _breakdown(record.get(source))
+        if entries:
+            extras[target] = entries
+    sessions = 0
+    cli = record.get("totals_by_cli")
+    if isinstance(cli, dict):
+        sessions = as_count(cli.get("session_count") or 0, "totals_by_cli.session_count")
+        usage = cli.get("token_usage") if isinstance(cli.get("token_usage"), dict) else {}
+        extras["cli"] = {
+            "requests": number(cli.get("request_count")),
+            "prompts": number(cli.get("prompt_count")),
+            "output_tokens": number(usage.get("output_tokens_sum")),
+            "prompt_tokens": number(usage.get("prompt_tokens_sum")),
+        }
+    return MetricRow(
+        line=line,
+        date=day,
+        tool=TOOL_COPILOT,
+        suggestions=suggestions,
+        acceptances=acceptances,
+        completions=completions,
+        sessions=sessions,
+        extras=extras,
+        login=login,
+        github_id=user_id,
+    )
+
+
+def team_row(line: int, record: dict) -> TeamRow:
+    login, user_id = _identity(record)
+    team = record.get("slug") or record.get("team_slug") or record.get("team_name")
+    if not isinstance(team, str) or not team.strip():
+        team = str(record.get("team_id") or "")
+    if not team:
+        raise Invalid("no team: the record has neither slug nor team_id")
+    return TeamRow(
+        line=line, login=login, github_id=user_id, team=team.strip()[:200], source="copilot"
+    )
+
+
+def seat_row(line: int, seat: dict) -> SeatRow:
+    assignee = seat.get("assignee")
+    if not isinstance(assignee, dict):
+        raise Invalid("seat has no assignee")
+    login = assignee.get("login") if isinstance(assignee.get("login"), str) else ""
+    github_id = assignee.get("id")
+    if isinstance(github_id, bool) or not isinstance(github_id, int) or github_id <= 0:
+        github_id = None
+    if not login and github_id is None:
+        raise Invalid("seat assignee has neither login nor id")
+    team = seat.get("assigning_team")
+    team_name = ""
+    if isinstance(team, dict):
+        team_name = str(team.get("slug") or team.get("name") or "")[:200]
+    pending = seat.get("pending_cancellation_date")
+    return SeatRow(
+        line=line,
+        login=login.strip(),
+        github_id=github_id,
+        assigned_at=parse_moment(seat.get("created_at")),
+        last_activity_at=parse_moment(seat.get("last_activity_at")),
+        last_activity_editor=str(seat.get("last_activity_editor") or "")[:200],
+        last_authenticated_at=parse_moment(seat.get("last_authenticated_at")),
+        plan_type=str(seat.get("plan_type") or "")[:50],
+        assigning_team=team_name,
+        pending_cancellation_date=(
+            parse_day(pending, "pending_cancellation_date") if pending else None
+        ),
+    )
+
+
+SEATS_CSV_COLUMNS = ("login", "last authenticated at", "last activity at", "last surface used")
+
+
+def seat_csv_row(line: int, row: dict) -> SeatRow:
+    login = (row.get("login") or "").strip()
+    if not login or login == "None":
+        raise Invalid("no login")
+    surface = (row.get("last surface used") or "").strip()
+    return SeatRow(
+        line=line,
+        login=login,
+        last_activity_at=parse_moment((row.get("last activity at") or "").strip()),
+        last_authenticated_at=parse_moment((row.get("last authenticated at") or "").strip()),
+        last_activity_editor="" if surface == "None" else surface[:200],
+    )

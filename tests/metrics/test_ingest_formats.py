@@ -1,0 +1,164 @@
+"""Each sample file → the expected rows; detection by content; BOM/CRLF/gzip; legacy refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+
+from metrics.models import CopilotSeat, DeveloperIdentity, DeveloperTeam
+from tap.tenancy import org_context
+from tests.metrics.helpers import SAMPLES, claude_record, ingest, ndjson, rows, write
+
+pytestmark = pytest.mark.django_db
+
+
+def sample(tmp_path, name, rename=None):
+    target = tmp_path / (rename or name)
+    shutil.copy(SAMPLES / name, target)
+    return target
+
+
+def test_copilot_users_ndjson_sample(org_a, tmp_path):
+    run = ingest(org_a, sample(tmp_path, "copilot-users-1-day.ndjson"))
+    assert run.status == "succeeded", run.message
+    assert run.detected_format == "copilot_users"
+    assert (run.rows_total, run.rows_ingested, run.rows_new) == (2, 2, 2)
+    hubot, octocat = sorted(rows(org_a), key=lambda r: r.developer_identity.github_login)
+    assert hubot.developer_identity.github_user_id == 338097
+    assert (hubot.suggestions, hubot.acceptances, hubot.completions, hubot.sessions) == (
+        25,
+        24,
+        435,
+        2,
+    )
+    assert hubot.date == dt.date(2026, 4, 25)
+    assert hubot.extras["interactions"] == 24
+    assert hubot.extras["used"] == {"cli": True}
+    assert hubot.extras["by_language_feature"][0]["language"] == "typescript"
+    assert hubot.extras["ai_credits_used"] == 2.5
+    assert (octocat.suggestions, octocat.sessions) == (0, 16)
+
+
+def test_copilot_json_array_sample_named_txt(org_a, tmp_path):
+    # Detected from content, not from the name.
+    run = ingest(org_a, sample(tmp_path, "copilot-user-record-docs-example.json", "export.txt"))
+    assert run.status == "succeeded", run.message
+    (row,) = rows(org_a)
+    assert (row.suggestions, row.acceptances, row.completions, row.sessions) == (1, 1, 8, 2)
+    assert row.extras["by_ide"][0]["ide"] == "vscode"
+
+
+def test_claude_code_page_sample(org_a, tmp_path):
+    run = ingest(org_a, sample(tmp_path, "claude-code-usage-report.json"))
+    assert run.status == "succeeded", run.message
+    assert run.detected_format == "claude_code"
+    (row,) = rows(org_a)
+    assert row.developer_identity.email == "user@emaildomain.com"
+    assert row.tool == "claude_code"
+    # suggestions = Σ(accepted + rejected), acceptances = Σ accepted
+    assert (row.suggestions, row.acceptances, row.completions, row.sessions) == (56, 50, 342, 15)
+    assert row.extras["commits"] == 8
+    assert row.extras["cost_cents"] == 228
+    assert row.extras["tokens"]["input"] == 45230 + 23100
+
+
+def test_claude_local_and_remote_rows_are_summed(org_a, tmp_path):
+    path = write(
+        tmp_path,
+        "cc.ndjson",
+        ndjson([claude_record(sessions=2, remote=False), claude_record(sessions=5, remote=True)]),
+    )
+    run = ingest(org_a, path)
+    (row,) = rows(org_a)
+    assert run.rows_new == 1
+    assert row.sessions == 7
+    assert row.extras["commits"] == 2
+
+
+def test_claude_api_actor_becomes_a_key_identity(org_a, tmp_path):
+    record = claude_record()
+    record["actor"] = {"type": "api_actor", "api_key_name": "ci-bot"}
+    ingest(org_a, write(tmp_path, "cc.json", {"data": [record], "has_more": False}))
+    (row,) = rows(org_a)
+    assert row.developer_identity.api_key_name == "ci-bot"
+    assert "API key" in row.developer_identity.label
+
+
+def test_seats_fill_the_roster_without_daily_rows(org_a, tmp_path):
+    run = ingest(org_a, sample(tmp_path, "copilot-seats.json"))
+    assert run.status == "succeeded", run.message
+    assert run.detected_format == "copilot_seats"
+    assert rows(org_a) == []
+    with org_context(org_a.id):
+        assert CopilotSeat.objects.count() == 9
+        seat = CopilotSeat.objects.get(developer_identity__github_login="monalisa")
+        assert seat.last_activity_at.year == 2026
+        assert seat.assigning_team == "the-a-team"
+
+
+def test_seats_csv_activity_report(org_a, tmp_path):
+    text = (
+        "Report Time,Login,Last Authenticated At,Last Activity At,Last Surface Used\n"
+        "2026-05-01T00:00:00Z,mona,2026-04-30T10:00:00Z,2026-04-30T11:00:00Z,vscode\n"
+        "2026-05-01T00:00:00Z,idle,None,None,None\n"
+    )
+    run = ingest(org_a, write(tmp_path, "seats.csv", text, bom=True, crlf=True))
+    assert run.status == "succeeded", run.message
+    assert run.detected_format == "copilot_seats_csv"
+    with org_context(org_a.id):
+        idle = CopilotSeat.objects.get(developer_identity__github_login="idle")
+        assert idle.last_activity_at is None
+
+
+def test_user_teams_sample(org_a, tmp_path):
+    run = ingest(org_a, sample(tmp_path, "copilot-user-teams-1-day.ndjson"))
+    assert run.status == "succeeded", run.message
+    with org_context(org_a.id):
+        teams = sorted(
+            DeveloperTeam.objects.values_list("developer_identity__github_login", "team")
+        )
+    assert teams == [("alice", "backend"), ("alice", "frontend"), ("bob", "frontend")]
+
+
+def test_legacy_org_metrics_are_refused_clearly(org_a, tmp_path):
+    run = ingest(org_a, sample(tmp_path, "copilot-legacy-org-metrics.json"))
+    assert run.status == "failed"
+    assert "legacy GitHub Copilot metrics report" in run.message
+    assert "users-1-day" in run.message
+    assert rows(org_a) == []
+
+
+def test_tap_csv_with_bom_crlf_and_gzip(org_a, tmp_path):
+    text = (
+        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+        "2026-04-01,cursor,mona,,10,5,40,2\n"
+        "2026-04-01,cursor,,eve@x.example,3,1,4,1\n"
+    )
+    path = write(tmp_path, "daily.csv.gz", text, gz=True, bom=True, crlf=True)
+    run = ingest(org_a, path)
+    assert run.status == "succeeded", run.message
+    assert run.detected_format == "tap_csv"
+    got = {
+        (r.developer_identity.github_login or r.developer_identity.email, r.suggestions)
+        for r in rows(org_a)
+    }
+    assert got == {("mona", 10), ("eve@x.example", 3)}
+
+
+def test_gzipped_ndjson_with_bom(org_a, tmp_path):
+    from tests.metrics.helpers import copilot_record
+
+    path = write(tmp_path, "u.gz", ndjson([copilot_record()]), gz=True, bom=True, crlf=True)
+    run = ingest(org_a, path)
+    assert run.status == "succeeded", run.message
+    assert len(rows(org_a)) == 1
+
+
+def test_unknown_file_is_refused_with_what_we_read(org_a, tmp_path):
+    run = ingest(org_a, write(tmp_path, "x.csv", "foo,bar\n1,2\n"))
+    assert run.status == "failed"
+    assert "does not recognise" in run.message
+    with org_context(org_a.id):
+        assert not DeveloperIdentity.objects.exists()

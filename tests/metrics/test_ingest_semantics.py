@@ -1,0 +1,178 @@
+"""Upsert semantics: summed within a run, replaced across runs, a re-upload changes nothing,
+a failed run leaves nothing; line-numbered errors; identity resolution and the identity map."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from metrics.models import DailyDeveloperMetric, DeveloperIdentity, DeveloperTeam
+from tap.tenancy import org_context
+from tests.metrics.helpers import claude_record, copilot_record, ingest, ndjson, rows, write
+
+pytestmark = pytest.mark.django_db
+
+
+def test_one_report_in_two_files_is_summed(org_a, tmp_path):
+    part1 = write(tmp_path, "part1.ndjson", ndjson([copilot_record(loc_added_sum=30)]))
+    part2 = write(
+        tmp_path,
+        "part2.ndjson",
+        ndjson([copilot_record(code_generation_activity_count=5, loc_added_sum=12)]),
+    )
+    run = ingest(org_a, part1, part2)
+    assert run.status == "succeeded", run.message
+    assert run.file_name == "part1.ndjson + 1 more"
+    (row,) = rows(org_a)
+    assert (row.suggestions, row.acceptances, row.completions) == (15, 8, 42)
+    assert row.extras["interactions"] == 4
+    assert len(row.extras["by_ide"]) == 2
+
+
+def test_same_file_twice_changes_nothing_and_says_so(org_a, tmp_path):
+    path = write(tmp_path, "u.ndjson", ndjson([copilot_record(), copilot_record("hubot")]))
+    first = ingest(org_a, path)
+    before = {(r.pk, r.ingestion_run_id, r.suggestions) for r in rows(org_a)}
+    second = ingest(org_a, path)
+    assert second.status == "succeeded"
+    assert (second.rows_new, second.rows_replaced, second.rows_unchanged) == (0, 0, 2)
+    assert "Nothing changed" in second.message
+    assert "uploaded before" in second.message
+    assert {(r.pk, r.ingestion_run_id, r.suggestions) for r in rows(org_a)} == before
+    assert all(r.ingestion_run_id == first.pk for r in rows(org_a))
+
+
+def test_a_revised_day_replaces_and_is_counted(org_a, tmp_path):
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record(), copilot_record("b")])))
+    revised = write(
+        tmp_path,
+        "b.ndjson",
+        ndjson([copilot_record(code_generation_activity_count=99), copilot_record("b")]),
+    )
+    run = ingest(org_a, revised)
+    assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (0, 1, 1)
+    mona = next(r for r in rows(org_a) if r.developer_identity.github_login == "mona")
+    assert mona.suggestions == 99
+    assert mona.ingestion_run_id == run.pk
+
+
+BROKEN = [
+    json.dumps(copilot_record()),
+    "{not json",
+    json.dumps(copilot_record("neg", code_generation_activity_count=-3)),
+    json.dumps(copilot_record("baddate", day="2025-13-01")),
+    json.dumps({k: v for k, v in copilot_record().items() if k not in ("user_login", "user_id")}),
+    json.dumps(copilot_record("fine2")),
+]
+
+
+def test_broken_lines_fail_the_run_with_line_numbers_and_store_nothing(org_a, tmp_path):
+    run = ingest(org_a, write(tmp_path, "broken.ndjson", "\n".join(BROKEN) + "\n"))
+    assert run.status == "failed"
+    assert run.rows_rejected == 4
+    by_line = {e["line"]: e["reason"] for e in run.errors}
+    assert set(by_line) == {2, 3, 4, 5}
+    assert "invalid JSON" in by_line[2]
+    assert "negative code_generation_activity_count (-3)" in by_line[3]
+    assert "impossible day" in by_line[4]
+    assert "no identifier" in by_line[5]
+    assert all(e["file"] == "broken.ndjson" for e in run.errors)
+    assert rows(org_a) == []
+    with org_context(org_a.id):
+        # Identities created while reading are rolled back with the rest.
+        assert not DeveloperIdentity.objects.exists()
+
+
+def test_skip_invalid_stores_the_good_lines_as_partial(org_a, tmp_path):
+    run = ingest(org_a, write(tmp_path, "b.ndjson", "\n".join(BROKEN)), skip_invalid=True)
+    assert run.status == "partial"
+    assert (run.rows_total, run.rows_ingested, run.rows_rejected) == (6, 2, 4)
+    assert {r.developer_identity.github_login for r in rows(org_a)} == {"mona", "fine2"}
+
+
+def test_errors_are_capped_with_a_count_of_the_rest(org_a, tmp_path, settings):
+    settings.TAP_METRICS_MAX_ERRORS = 3
+    lines = [json.dumps(copilot_record()), *["{bad"] * 10]
+    run = ingest(org_a, write(tmp_path, "b.ndjson", "\n".join(lines)))
+    assert run.status == "failed"
+    assert len(run.errors) == 3
+    assert run.errors_omitted == 7
+
+
+def test_broken_json_array_fails_with_its_line(org_a, tmp_path):
+    text = "[\n" + json.dumps(copilot_record()) + ",\n{broken\n]"
+    run = ingest(org_a, write(tmp_path, "a.json", text))
+    assert run.status == "failed"
+    assert "line 3" in run.message
+    assert rows(org_a) == []
+
+
+def test_a_failure_in_a_later_run_keeps_the_earlier_data(org_a, tmp_path):
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record()])))
+    bad = write(
+        tmp_path, "b.ndjson", ndjson([copilot_record(code_generation_activity_count=1)]) + "x\n"
+    )
+    assert ingest(org_a, bad).status == "failed"
+    (row,) = rows(org_a)
+    assert row.suggestions == 10
+
+
+def test_login_case_and_numeric_id_resolve_to_one_identity(org_a, tmp_path):
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("Mona", user_id=7)])))
+    ingest(
+        org_a,
+        write(tmp_path, "b.ndjson", ndjson([copilot_record("mona", user_id=7, day="2026-04-02")])),
+    )
+    with org_context(org_a.id):
+        assert DeveloperIdentity.objects.count() == 1
+
+
+def test_identity_map_merges_and_moves_metrics(org_a, tmp_path, alice):
+    ingest(org_a, write(tmp_path, "gh.ndjson", ndjson([copilot_record("mona")])))
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record("Mona@X.example")])))
+    with org_context(org_a.id):
+        assert DeveloperIdentity.objects.count() == 2
+    mapping = "github_login,email,name,team\r\nmona,mona@x.example,Mona Lisa,platform\r\n"
+    run = ingest(org_a, write(tmp_path, "map.csv", mapping, bom=True), actor=alice)
+    assert run.status == "succeeded", run.message
+    assert run.detected_format == "identity_map"
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert identity.display_name == "Mona Lisa"
+        assert (identity.github_login, identity.email) == ("mona", "mona@x.example")
+        assert sorted(
+            DailyDeveloperMetric.objects.filter(developer_identity=identity).values_list(
+                "tool", flat=True
+            )
+        ) == ["claude_code", "copilot"]
+        assert list(DeveloperTeam.objects.values_list("team", flat=True)) == ["platform"]
+
+
+def test_identity_map_conflict_is_reported_not_guessed(org_a, tmp_path):
+    ingest(
+        org_a,
+        write(
+            tmp_path,
+            "d.csv",
+            "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+            "2026-04-01,cursor,mona,mona@x.example,1,1,1,1\n",
+        ),
+    )
+    run = ingest(
+        org_a, write(tmp_path, "map.csv", "github_login,email,name,team\nmona,other@x.example,,\n")
+    )
+    assert run.status == "failed"
+    assert "already linked to mona@x.example" in run.errors[0]["reason"]
+    with org_context(org_a.id):
+        assert DeveloperIdentity.objects.get().email == "mona@x.example"
+
+
+def test_runs_are_isolated_between_organisations(org_a, org_b, tmp_path):
+    path = write(tmp_path, "a.ndjson", ndjson([copilot_record()]))
+    ingest(org_a, path)
+    run_b = ingest(org_b, path)
+    # Same file in another org: new there, not "unchanged", and not "uploaded before".
+    assert run_b.rows_new == 1
+    assert "uploaded before" not in run_b.message
+    assert len(rows(org_a)) == len(rows(org_b)) == 1
