@@ -35,7 +35,10 @@ accounts = [
 
 urlpatterns = [
     path("", org_views.home, name="home"),
+    # Answered by tap.views.ProbeMiddleware before the session and tenant stack; routed here too
+    # so `reverse()` knows them.
     path("healthz", platform_views.healthz, name="healthz"),
+    path("readyz", platform_views.readyz, name="readyz"),
     path("ping", platform_views.ping, name="ping"),
     path("accounts/", include(accounts)),
     path("", include("tap.orgs.urls")),
