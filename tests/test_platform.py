@@ -7,22 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from tap import devenv
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.django_db
-def test_healthz_reports_database_and_redis(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": True, "redis": True}}
-
-
-@pytest.mark.django_db
-def test_healthz_is_503_when_redis_is_down(client, settings):
+def test_healthz_is_liveness_only(client, settings):
+    # Readiness (database, Redis, migrations) is /readyz: tests/ops/test_probes.py.
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = client.get("/healthz")
-    assert response.status_code == 503
-    assert response.json()["checks"] == {"database": True, "redis": False}
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
 
 
 @pytest.mark.django_db
@@ -100,3 +96,20 @@ def test_invitation_tokens_are_redacted_from_logs():
         "Not Found: /invitations/[redacted]/ and /c/[redacted]/decline/ and /invitations/accept/"
     )
     assert redact("POST /c/messages/ and /c/poll/") == "POST /c/messages/ and /c/poll/"
+
+
+def test_make_run_splits_the_workers_per_queue_a_flag_away(monkeypatch):
+    monkeypatch.delenv("TAP_WORKER_SPLIT", raising=False)
+    monkeypatch.delenv("TAP_WORKER_QUEUES", raising=False)
+    together = devenv.worker_commands()
+    assert list(together) == ["worker"]
+    assert together["worker"][together["worker"].index("--queues") + 1] == (
+        "default,email,ai,analysis,ingest"
+    )
+    monkeypatch.setenv("TAP_WORKER_SPLIT", "1")
+    monkeypatch.setenv("TAP_WORKER_CONCURRENCY_AI", "4")
+    split = devenv.worker_commands()
+    assert sorted(split) == sorted(f"worker-{q}" for q in devenv.QUEUES)
+    ai = split["worker-ai"]
+    assert ai[ai.index("--queues") + 1] == "ai"
+    assert ai[ai.index("--concurrency") + 1] == "4"
