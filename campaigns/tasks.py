@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -111,7 +110,7 @@ def _give_up_if_interrupted(email_id: str) -> None:
     """A row left `sending` longer than a job's lease belongs to a worker that died during
     the SMTP conversation: whether it was delivered is unknown. Sending again could send it
     twice, so say so on the row instead of leaving it `sending` for ever."""
-    stale = timezone.now() - timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
+    stale = timezone.now() - outbox.lease_for("email")
     CampaignEmail.objects.filter(pk=email_id, status=E.SENDING, updated_at__lt=stale).update(
         status=E.FAILED,
         error="interrupted while sending; it may or may not have been delivered",

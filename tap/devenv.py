@@ -401,6 +401,46 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
+QUEUES = ("default", "email", "ai", "analysis", "ingest")
+
+
+def worker_commands() -> dict[str, list[str]]:
+    """Celery workers: one for every queue (a small machine), or with TAP_WORKER_SPLIT=1 one
+    per queue, so a slow analysis never holds up an interviewer's reply. Concurrency comes
+    from TAP_WORKER_CONCURRENCY, or TAP_WORKER_CONCURRENCY_<QUEUE> for a split worker."""
+    default_concurrency = os.environ.get("TAP_WORKER_CONCURRENCY", "2")
+
+    def worker(queues: str, concurrency: str, name: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tap",
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            concurrency,
+            "--hostname",
+            f"{name}@%h",
+            "--loglevel",
+            "INFO",
+        ]
+
+    if os.environ.get("TAP_WORKER_SPLIT", "") in ("", "0", "false"):
+        queues = os.environ.get("TAP_WORKER_QUEUES", ",".join(QUEUES))
+        return {"worker": worker(queues, default_concurrency, "worker")}
+    return {
+        f"worker-{queue}": worker(
+            queue,
+            os.environ.get(f"TAP_WORKER_CONCURRENCY_{queue.upper()}", default_concurrency),
+            queue,
+        )
+        for queue in QUEUES
+    }
+
+
 def run_all(port: int) -> int:
     env, stoppers = prepare()
     manage(env, "migrate", "--noinput")
@@ -422,20 +462,6 @@ def run_all(port: int) -> int:
             "--access-logfile",
             "-",
         ],
-        "worker": [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tap",
-            "worker",
-            "--queues",
-            os.environ.get("TAP_WORKER_QUEUES", "default,email,ai,analysis,ingest"),
-            "--concurrency",
-            os.environ.get("TAP_WORKER_CONCURRENCY", "2"),
-            "--loglevel",
-            "INFO",
-        ],
         "beat": [
             sys.executable,
             "-m",
@@ -449,6 +475,7 @@ def run_all(port: int) -> int:
             str(DATA / "celerybeat-schedule"),
         ],
         "relay": [sys.executable, "manage.py", "outbox_relay"],
+        **worker_commands(),
     }
     children = {
         name: subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)

@@ -76,6 +76,20 @@ def enqueue_many(task: str, *, queue: str, org_id, kwargs_list: list[dict]) -> i
     return len(jobs)
 
 
+def time_limits(queue: str) -> tuple[int, int]:
+    """(soft, hard) seconds for a task on `queue` (settings.TAP_QUEUE_TIME_LIMITS)."""
+    limits = settings.TAP_QUEUE_TIME_LIMITS
+    return tuple(limits.get(queue, limits["default"]))
+
+
+def lease_for(queue: str) -> timedelta:
+    """How long a published job of `queue` is left alone before it is published again: past
+    its hard time limit, a worker still "running" it has been killed."""
+    if settings.TAP_OUTBOX_LEASE_SECONDS:
+        return timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
+    return timedelta(seconds=time_limits(queue)[1] + settings.TAP_OUTBOX_LEASE_MARGIN_SECONDS)
+
+
 def backoff(attempts: int) -> timedelta:
     """Exponential back-off with full jitter: ~2s, 4s, 8s … capped at 10 minutes."""
     ceiling = min(600, 2 ** max(1, attempts))
@@ -95,7 +109,6 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
     back, untouched: the database stays the source of truth."""
     publish = publish or _publish
     now = timezone.now()
-    lease = timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
     claimed: list[tuple[OutboxJob, int]] = []
     with transaction.atomic(using=SERVICE_DB):
         jobs = list(
@@ -118,7 +131,7 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
             claimed.append((job, job.attempts))
             job.status = OutboxJob.Status.QUEUED
             job.attempts += 1
-            job.available_at = job.lease_expires_at = now + lease
+            job.available_at = job.lease_expires_at = now + lease_for(job.queue)
             job.save(
                 using=SERVICE_DB,
                 update_fields=[
@@ -209,8 +222,11 @@ def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True, ato
     def decorator(func):
         task_name = name or f"{func.__module__.rsplit('.', 1)[0]}.{func.__name__}"
 
-        # The queue travels on the outbox row (the relay publishes to it), not on the task.
-        @shared_task(name=task_name, ignore_result=True)
+        # The queue travels on the outbox row (the relay publishes to it), not on the task;
+        # the time limits are the queue's, and the job's lease outlasts the hard one.
+        soft, hard = time_limits(queue)
+
+        @shared_task(name=task_name, ignore_result=True, soft_time_limit=soft, time_limit=hard)
         @wraps(func)
         def task(outbox_job_id: str):
             return execute(outbox_job_id, func, tenant=tenant, atomic=atomic)
@@ -266,7 +282,6 @@ def execute(job_id, func, *, tenant: bool = True, atomic: bool = True) -> str:
 
 def _claim(job_id) -> OutboxJob | None:
     now = timezone.now()
-    lease = timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS)
     with transaction.atomic(using=SERVICE_DB):
         # Wait for a lock held elsewhere (a duplicate delivery settling) rather than skip:
         # skipping would drop a message whose row is about to become runnable.
@@ -279,8 +294,7 @@ def _claim(job_id) -> OutboxJob | None:
         if not runnable:
             return None
         job.status = OutboxJob.Status.RUNNING
-        job.lease_expires_at = now + lease
-        job.available_at = now + lease
+        job.lease_expires_at = job.available_at = now + lease_for(job.queue)
         job.save(using=SERVICE_DB, update_fields=["status", "lease_expires_at", "available_at"])
         return job
 

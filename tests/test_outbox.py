@@ -15,6 +15,7 @@ from django.core import mail
 from django.db import connections
 from django.utils import timezone
 
+import conversations.tasks  # noqa: F401 - registers the reply task
 import tap.orgs.tasks  # noqa: F401 - registers the tasks the worker runs
 from tap import outbox
 from tap.celery import app as celery_app
@@ -223,3 +224,21 @@ def test_a_failed_publish_gives_the_rest_of_the_batch_back():
         for j in OutboxJob.objects.using(SERVICE).filter(pk__in=[j.pk for j in jobs_made])
     )
     assert states == [("pending", 0), ("pending", 0), ("queued", 1)]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_each_queue_has_its_time_limits_and_a_lease_just_past_them(org_a, settings):
+    reply = celery_app.tasks["conversations.reply"]
+    soft, hard = settings.TAP_QUEUE_TIME_LIMITS["ai"]
+    assert (reply.soft_time_limit, reply.time_limit) == (soft, hard)
+    with org_context(org_a.id):
+        ai = outbox.enqueue("conversations.reply", queue="ai", org_id=org_a.id)
+        ingest = outbox.enqueue("tests.always_fails", queue="ingest", org_id=org_a.id)
+    outbox.relay_once(publish=lambda job: None)
+    now = timezone.now()
+    leases = {job.pk: job.lease_expires_at - now for job in jobs().filter(pk__in=[ai, ingest])}
+    margin = settings.TAP_OUTBOX_LEASE_MARGIN_SECONDS
+    # A killed AI reply is published again within minutes, not after the slowest queue's limit.
+    assert timedelta(seconds=hard) < leases[ai] <= timedelta(seconds=hard + margin)
+    ingest_hard = settings.TAP_QUEUE_TIME_LIMITS["ingest"][1]
+    assert leases[ingest] > timedelta(seconds=ingest_hard)
