@@ -200,6 +200,19 @@ def verify(org) -> dict:
             .filter(n__gt=1)
             .count()
         )
+        stamps = {
+            (conversation, sender, turn): at
+            for conversation, sender, turn, at in Message.objects.filter(turn__gte=1).values_list(
+                "conversation_id", "sender", "turn", "created_at"
+            )
+        }
+    # From an answer's commit to its reply's commit: the worker pipeline alone (relay, broker,
+    # worker, interviewer), without the HTTP polling the participants' latency includes.
+    pipeline_ms = sorted(
+        (stamps[(c, "bot", t)] - at).total_seconds() * 1000
+        for (c, sender, t), at in stamps.items()
+        if sender == "participant" and (c, "bot", t) in stamps
+    )
     answers = sum(a for a, _ in per)
     replies = sum(r for _, r in per)
     return {
@@ -208,6 +221,8 @@ def verify(org) -> dict:
         "answers_lost": PARTICIPANTS * TURNS - answers,
         "duplicated_messages": duplicated,
         "unanswered_turns": answers - replies,
+        "pipeline_p50_ms": round(percentile(pipeline_ms, 50), 1) if pipeline_ms else None,
+        "pipeline_p99_ms": round(percentile(pipeline_ms, 99), 1) if pipeline_ms else None,
     }
 
 

@@ -356,13 +356,18 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def django_setup() -> None:
-    """Configure Django once (settings read `.env`, as the app does)."""
+    """Configure Django once (settings read `.env`, as the app does) and migrate."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tap.settings")
     import django
     from django.apps import apps
 
     if not apps.ready:
         django.setup()
+        # A fresh clone's database is empty until `make run` migrates it: bring it up to
+        # date, as `make run` would, so `make bench` works first thing.
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
 
 
 def pg_params(alias: str) -> dict:
