@@ -199,6 +199,9 @@ class LocalEngine:
     def key(self) -> str:
         return f"{self.name}:{self.version}:{self.model}"
 
+    def extract_many(self, conversations: list[ConversationInput], mission: str = ""):
+        return [self.extract(c) for c in conversations]
+
     def extract(self, conversation: ConversationInput) -> tuple[dict, Usage]:
         """Sentiment of the participant's words (VADER compound per message, weighted by
         length), their content words for TF-IDF, and candidate quotes (sentences with the

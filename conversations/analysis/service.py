@@ -194,11 +194,7 @@ def analysis_run(
                 loaded = inputs.load_conversations(
                     campaign=campaign, included=batch, anonymous=options["anonymous"]
                 )
-            extracted = (
-                engine.extract_many(loaded)
-                if hasattr(engine, "extract_many")
-                else [engine.extract(c) for c in loaded]
-            )
+            extracted = engine.extract_many(loaded, campaign.mission)
             rows = []
             for conversation, included, (result, used) in zip(
                 loaded, batch, extracted, strict=True

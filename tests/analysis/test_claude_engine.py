@@ -1,0 +1,239 @@
+"""The Claude engine with the real SDK against the fake Messages API: structured extraction
+per conversation (validated, retried, failing clearly), synthesis with quote references,
+map-reduce under a small budget, tokens and cost, prompt caching, and the cache that spares
+unchanged conversations."""
+
+from collections import deque
+
+import pytest
+
+from conversations.analysis import service
+from conversations.models import CampaignAnalysis, Conversation, Message
+from tap import outbox
+from tap.tenancy import org_context
+from tests.analysis.claude_fake import Responder
+from tests.analysis.helpers import planted_campaign
+from tests.campaigns import creator
+from tests.fakes.anthropic_server import tool_use
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+
+EXTRACT = "record_conversation_analysis"
+SYNTH = "record_campaign_synthesis"
+
+
+@pytest.fixture
+def claude(fake_claude, settings):
+    settings.TAP_ANALYSIS_CONCURRENCY = 1
+    return fake_claude
+
+
+def small_campaign(org, actor, fake):
+    campaign, truth = planted_campaign(org, actor, per_theme=1)
+    outbox.run_due_inline()  # the campaign's own mission-summary job, off the script
+    fake.requests.clear()
+    return campaign, truth
+
+
+def analyse(org, campaign):
+    with org_context(org.id):
+        service.campaign_analyze(actor=None, campaign=campaign)
+    outbox.run_due_inline()
+    with org_context(org.id):
+        return CampaignAnalysis.objects.get(campaign=campaign)
+
+
+def extraction(theme, score, quote, ref="m1", **tokens):
+    return tool_use(
+        EXTRACT,
+        {
+            "themes": [theme],
+            "sentiment_score": score,
+            "sentiment_label": "negative" if score < 0 else "positive",
+            "quotes": [{"message_ref": ref, "text": quote}],
+        },
+        **tokens,
+    )
+
+
+def participant_messages(org, campaign):
+    with org_context(org.id):
+        return {
+            str(c): str(m)
+            for c, m in Message.objects.filter(
+                conversation__campaign=campaign, sender="participant", turn=1
+            ).values_list("conversation_id", "pk")
+        }
+
+
+def test_extraction_and_synthesis_store_a_traceable_analysis(org_a, alice, claude):
+    campaign, truth = small_campaign(org_a, alice, claude)
+    claude.script(
+        extraction("Slow reviews", -0.7, "Code review is painfully slow", input_tokens=400),
+        extraction("Great docs", 0.8, "The onboarding documentation is excellent"),
+        extraction("Flaky CI", -0.5, "Flaky tests in the CI pipeline fail randomly"),
+        tool_use(
+            SYNTH,
+            {
+                "themes": [
+                    {"label": "Review delays", "description": "Wait", "merges": ["Slow reviews"]},
+                    {"label": "Documentation", "merges": ["Great docs"]},
+                    {"label": "Unreliable CI", "merges": ["flaky ci"]},
+                ],
+                "findings": [
+                    {"title": "Reviews block work", "detail": "Days.", "quote_refs": ["Q1"]},
+                    {"title": "Docs help", "detail": "Loved.", "quote_refs": ["Q2", "Q3"]},
+                ],
+                "executive_summary": "Reviews are slow; docs are good. " * 80,
+            },
+            input_tokens=900,
+            output_tokens=300,
+            cache_read=1200,
+        ),
+    )
+    analysis = analyse(org_a, campaign)
+    assert analysis.status == "ready", analysis.error
+    assert (analysis.engine, analysis.model) == ("anthropic", "claude-sonnet-5-5")
+    labels = {t["label"]: t for t in analysis.themes}
+    assert set(labels) == {"Review delays", "Documentation", "Unreliable CI"}
+    by_theme = {truth[c]: t for t, members in analysis.groupings.items() for c in members}
+    assert labels["Review delays"]["id"] == by_theme["review"]
+    assert labels["Unreliable CI"]["id"] == by_theme["tests"]
+    messages = participant_messages(org_a, campaign)
+    first = analysis.key_findings[0]["quotes"][0]
+    assert truth[first["conversation_id"]] == "review"
+    assert first["message_id"] == messages[first["conversation_id"]]
+    assert len(analysis.executive_summary.split()) <= 300
+    assert analysis.tokens_in == 400 + 25 + 25 + 900
+    assert analysis.cache_read_tokens == 1200
+    assert analysis.cost_usd > 0
+    requests = claude.message_requests
+    assert len(requests) == 4
+    for request in requests:
+        body = request.body
+        assert body["tool_choice"]["type"] == "tool"
+        assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+        assert campaign.mission in body["system"][0]["text"]
+        assert "painfully slow" not in body["system"][0]["text"]
+    assert "painfully slow" in requests[0].body["messages"][0]["content"]
+
+
+def test_an_invalid_answer_is_retried_then_fails_clearly_keeping_the_old_result(
+    org_a, alice, claude
+):
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    claude._script = Responder(claude)
+    old = analyse(org_a, campaign)
+    assert old.status == "ready", old.error
+    person = creator.participants_in_bulk(org_a, campaign, 1, start=700)[0]
+    made = creator.conversation(org_a, campaign, person, [creator.QUESTION, "Reviews are slow."])
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    claude._script = deque()
+    claude.requests.clear()
+    bad = {"themes": [], "sentiment_score": 3, "sentiment_label": "great", "quotes": []}
+    claude.script(tool_use(EXTRACT, bad), tool_use(EXTRACT, {"themes": "x"}))
+    analysis = analyse(org_a, campaign)
+    assert analysis.status == "failed"
+    assert "analysis of conversation 4 was invalid twice" in analysis.error
+    assert "themes" in analysis.error
+    assert len(claude.message_requests) == 2  # only the new conversation, asked twice
+    assert analysis.themes == old.themes
+    assert analysis.generated_at == old.generated_at
+
+
+def test_a_retry_that_answers_well_succeeds(org_a, alice, claude):
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    bad = tool_use(EXTRACT, {"themes": ["ok"], "sentiment_score": "high"})
+    claude._script = Responder(claude, first=[bad])
+    analysis = analyse(org_a, campaign)
+    assert analysis.status == "ready", analysis.error
+    assert len(claude.message_requests) == 3 + 1 + 1  # one extraction asked twice
+
+
+def test_fresh_analysis_makes_no_call_and_a_new_conversation_is_the_only_extraction(
+    org_a, alice, claude
+):
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    claude._script = Responder(claude)
+    first = analyse(org_a, campaign)
+    assert len(claude.message_requests) == 4
+    claude.requests.clear()
+    with org_context(org_a.id):
+        again = service.campaign_analyze(actor=None, campaign=campaign)
+    assert again.status == "ready"
+    assert outbox.run_due_inline() == 0
+    assert claude.message_requests == []
+    person = creator.participants_in_bulk(org_a, campaign, 1, start=800)[0]
+    made = creator.conversation(org_a, campaign, person, [creator.QUESTION, "Docs are great."])
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    second = analyse(org_a, campaign)
+    tools = [r.body["tool_choice"]["name"] for r in claude.message_requests]
+    assert tools == [EXTRACT, SYNTH]
+    assert "Docs are great" in claude.message_requests[0].body["messages"][0]["content"]
+    # The previous labels are offered for reuse (stable themes).
+    synthesis = claude.message_requests[1].body["messages"][0]["content"]
+    assert "<existing_themes>" in synthesis
+    assert all(t["label"] in synthesis for t in first.themes)
+    assert second.conversation_count == 4
+
+
+def test_map_reduce_when_the_input_exceeds_the_budget(org_a, alice, claude, settings):
+    campaign, truth = planted_campaign(org_a, alice, per_theme=4)
+    outbox.run_due_inline()
+    claude.requests.clear()
+    claude._script = Responder(claude)
+    settings.TAP_ANALYSIS_TOKEN_BUDGET = 200
+    analysis = analyse(org_a, campaign)
+    assert analysis.status == "ready", analysis.error
+    tools = [r.body["tool_choice"]["name"] for r in claude.message_requests]
+    assert tools.count(EXTRACT) == 12
+    assert tools.count(SYNTH) >= 3  # several map requests and at least one reduce
+    for request in claude.message_requests:
+        if request.body["tool_choice"]["name"] == SYNTH:
+            content = request.body["messages"][0]["content"]
+            assert len(content) // 4 <= 200 * 2  # each request near the budget, not the whole
+    reduce_inputs = [
+        r.body["messages"][0]["content"]
+        for r in claude.message_requests
+        if "Partial summaries:" in r.body["messages"][0]["content"]
+    ]
+    assert reduce_inputs
+    # Every conversation lands in a theme that holds only its planted kind.
+    kinds = {}
+    for theme_id, members in analysis.groupings.items():
+        kinds[theme_id] = {truth[c] for c in members}
+    assert all(len(k) == 1 for k in kinds.values()), kinds
+    assert sum(len(m) for m in analysis.groupings.values()) == 12
+    assert analysis.key_findings
+    assert all(f["quotes"] for f in analysis.key_findings)
+
+
+def test_no_name_or_address_reaches_claude_in_an_anonymous_campaign(org_a, alice, claude):
+    from campaigns.models import Participant
+
+    campaign, _truth = planted_campaign(org_a, alice, anonymous=True, per_theme=1)
+    outbox.run_due_inline()
+    claude.requests.clear()
+    with org_context(org_a.id):
+        person = Participant.objects.create(
+            organization=org_a,
+            campaign=campaign,
+            email="zelda.quist@corp.example",
+            name="Zelda Quist",
+        )
+    made = creator.conversation(
+        org_a,
+        campaign,
+        person,
+        [creator.QUESTION, "Zelda Quist here (zelda.quist@corp.example): reviews are slow."],
+    )
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    claude._script = Responder(claude)
+    assert analyse(org_a, campaign).status == "ready"
+    sent = " ".join(str(r.body) for r in claude.message_requests).lower()
+    assert "reviews are slow" in sent
+    for secret in ("zelda", "quist", "corp.example", "person0"):
+        assert secret not in sent

@@ -1,0 +1,204 @@
+"""campaign_analyze: the hash decides (a fresh analysis is returned without running), one new
+conversation re-extracts only itself, the run goes through the analysis queue, the triggers
+(completion, daily beat), anonymity, and org isolation of the stored rows."""
+
+import json
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import Participant
+from conversations.analysis import service
+from conversations.models import CampaignAnalysis, Conversation, ConversationAnalysis
+from conversations.tasks import analysis_daily, campaign_completed
+from tap import outbox
+from tap.models import OutboxJob
+from tap.tenancy import org_context
+from tests.analysis.helpers import planted_campaign
+from tests.campaigns import creator
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+
+
+def analyse(org, campaign, **kwargs):
+    with org_context(org.id):
+        analysis = service.campaign_analyze(actor=None, campaign=campaign, **kwargs)
+    outbox.run_due_inline()
+    return analysis
+
+
+def stored(org, campaign):
+    with org_context(org.id):
+        return CampaignAnalysis.objects.get(campaign=campaign)
+
+
+def cache_times(org, campaign):
+    with org_context(org.id):
+        return dict(
+            ConversationAnalysis.objects.filter(conversation__campaign=campaign).values_list(
+                "conversation_id", "updated_at"
+            )
+        )
+
+
+def add_conversation(org, campaign, text, n):
+    person = creator.participants_in_bulk(org, campaign, 1, start=1000 + n)[0]
+    made = creator.conversation(org, campaign, person, [creator.QUESTION, text])
+    with org_context(org.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    return made
+
+
+def test_the_run_is_queued_on_the_analysis_queue(org_a, alice):
+    campaign, _truth = planted_campaign(org_a, alice)
+    with org_context(org_a.id):
+        analysis = service.campaign_analyze(actor=alice, campaign=campaign)
+    assert analysis.status == "pending"
+    job = OutboxJob.objects.using("service").get(task="conversations.analysis_run")
+    assert (job.queue, job.kwargs["input_hash"]) == ("analysis", analysis.pending_hash)
+    outbox.run_due_inline()
+    assert stored(org_a, campaign).status == "ready"
+
+
+def test_a_fresh_analysis_is_returned_without_running(org_a, alice):
+    campaign, _truth = planted_campaign(org_a, alice)
+    analyse(org_a, campaign)
+    first = stored(org_a, campaign)
+    jobs = OutboxJob.objects.using("service").filter(task="conversations.analysis_run").count()
+    with org_context(org_a.id):
+        again = service.campaign_analyze(actor=None, campaign=campaign)
+    assert again.status == "ready"
+    assert again.input_hash == first.input_hash
+    assert OutboxJob.objects.using("service").filter(task="conversations.analysis_run").count() == (
+        jobs
+    )
+    assert stored(org_a, campaign).generated_at == first.generated_at
+
+
+def test_one_new_conversation_re_extracts_only_itself(org_a, alice):
+    campaign, _truth = planted_campaign(org_a, alice)
+    analyse(org_a, campaign)
+    before = cache_times(org_a, campaign)
+    assert len(before) == 24
+    new = add_conversation(org_a, campaign, "The onboarding docs are wonderful and clear.", 1)
+    analyse(org_a, campaign)
+    after = cache_times(org_a, campaign)
+    assert len(after) == 25
+    changed = [c for c in after if before.get(c) != after[c]]
+    assert changed == [new.pk]
+    assert stored(org_a, campaign).conversation_count == 25
+
+
+def test_an_edited_message_changes_the_hash(org_a, alice):
+    from conversations.models import Message
+
+    campaign, _truth = planted_campaign(org_a, alice)
+    analyse(org_a, campaign)
+    old_hash = stored(org_a, campaign).input_hash
+    with org_context(org_a.id):
+        message = Message.objects.filter(conversation__campaign=campaign, sender="participant")[0]
+        message.body = "Actually everything is fine."
+        message.save(update_fields=["body", "updated_at"])
+    analyse(org_a, campaign)
+    assert stored(org_a, campaign).input_hash != old_hash
+
+
+def test_a_newer_request_supersedes_a_queued_one(org_a, alice):
+    campaign, _truth = planted_campaign(org_a, alice)
+    with org_context(org_a.id):
+        service.campaign_analyze(actor=None, campaign=campaign)
+    add_conversation(org_a, campaign, "Reviews are slow.", 2)
+    with org_context(org_a.id):
+        second = service.campaign_analyze(actor=None, campaign=campaign)
+    outbox.run_due_inline()
+    final = stored(org_a, campaign)
+    assert (final.status, final.input_hash) == ("ready", second.pending_hash)
+    assert final.conversation_count == 25
+
+
+def test_completed_only_option_changes_what_is_included(org_a, alice):
+    campaign, truth = planted_campaign(org_a, alice)
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk__in=list(truth)[:5]).update(status="active")
+    analyse(org_a, campaign, include_in_progress=False)
+    assert stored(org_a, campaign).conversation_count == 19
+    analyse(org_a, campaign, include_in_progress=True)
+    assert stored(org_a, campaign).conversation_count == 24
+
+
+def test_campaign_completion_queues_the_analysis(org_a, alice):
+    campaign, _truth = planted_campaign(org_a, alice)
+    with org_context(org_a.id):
+        campaign_completed.outbox_body(campaign_id=str(campaign.pk))
+    assert stored(org_a, campaign).status == "pending"
+    outbox.run_due_inline()
+    assert stored(org_a, campaign).status == "ready"
+
+
+def test_the_daily_run_queues_stale_active_campaigns_only(org_a, alice):
+    stale, _ = planted_campaign(org_a, alice, per_theme=2)
+    fresh, _ = planted_campaign(org_a, alice, per_theme=2)
+    done, _ = planted_campaign(org_a, alice, per_theme=2, status="completed")
+    analyse(org_a, fresh)
+    analyse(org_a, stale)
+    add_conversation(org_a, stale, "Flaky CI tests again.", 3)
+    assert analysis_daily() == 1
+    with org_context(org_a.id):
+        assert CampaignAnalysis.objects.get(campaign=stale).status == "pending"
+        assert CampaignAnalysis.objects.get(campaign=fresh).status == "ready"
+        assert not CampaignAnalysis.objects.filter(campaign=done).exists()
+
+
+def test_anonymous_campaigns_keep_names_and_addresses_out(org_a, alice, client_for):
+    campaign, _truth = planted_campaign(org_a, alice, anonymous=True, per_theme=3)
+    with org_context(org_a.id):
+        person = Participant.objects.create(
+            organization=org_a,
+            campaign=campaign,
+            email="zelda.quist@corp.example",
+            name="Zelda Quist",
+        )
+    made = creator.conversation(
+        org_a,
+        campaign,
+        person,
+        [
+            creator.QUESTION,
+            "I am Zelda Quist, write to zelda.quist@corp.example or boss@corp.example. "
+            "Honestly the code review queue is terrible and slow for pull requests.",
+        ],
+    )
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    analyse(org_a, campaign)
+    analysis = stored(org_a, campaign)
+    with org_context(org_a.id):
+        cached = list(ConversationAnalysis.objects.values_list("result", flat=True))
+    blob = json.dumps(
+        [analysis.key_findings, analysis.themes, analysis.executive_summary, cached]
+    ).lower()
+    for secret in ("zelda", "quist", "@corp.example"):
+        assert secret not in blob
+    client = client_for(alice)
+    for name in ("page", "export_markdown", "export_csv"):
+        from django.urls import reverse
+
+        body = (
+            client.get(reverse(f"campaigns:analysis:{name}", args=[org_a.slug, campaign.pk]))
+            .content.decode()
+            .lower()
+        )
+        assert "zelda" not in body
+        assert "person0" not in body  # the other participants' addresses either
+        assert "participant " in body
+
+
+def test_the_stored_rows_stay_in_their_organisation(org_a, org_b, alice):
+    campaign, _truth = planted_campaign(org_a, alice, per_theme=2)
+    analyse(org_a, campaign)
+    with org_context(org_b.id):
+        assert not CampaignAnalysis.objects.exists()
+        assert not ConversationAnalysis.objects.exists()
+    with org_context(org_a.id):
+        assert ConversationAnalysis.objects.count() == 6
+    assert timezone.now()
