@@ -17,6 +17,7 @@ urlpatterns: list = [
     path(f"{participant}/resend/", views.participant_resend, name="participant_resend"),
     path(f"{participant}/revoke/", views.participant_revoke, name="participant_revoke"),
     path(f"{participant}/remove/", views.participant_remove, name="participant_remove"),
+    path(f"{participant}/erase/", views.participant_erase, name="participant_erase"),
     path(
         f"{participant}/transcript/",
         views.participant_transcript,

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 
-from campaigns import selectors, services
+from campaigns import privacy, selectors, services
 from campaigns.forms import (
     CampaignEditForm,
     CampaignFilterForm,
@@ -473,3 +473,34 @@ def export_csv(request, campaign_id):
 @org_view(VIEW)
 def export_json(request, campaign_id):
     return _export(request, campaign_id, "json")
+
+
+@org_view(MANAGE, methods=("GET", "POST"))
+def participant_erase(request, campaign_id, participant_id):
+    """Erase a participant for good (campaigns/privacy.py): typed confirmation, then one
+    transaction; the campaign page says what went."""
+    campaign = _campaign(campaign_id)
+    participant = _participant(campaign, participant_id)
+    form = privacy.EraseConfirmForm(request.POST or None, participant=participant)
+    if request.method == "POST" and form.is_valid():
+        try:
+            erased = privacy.participant_erase(actor=request.user, participant=participant)
+        except ValidationError as exc:
+            _error(request, exc)
+        else:
+            messages.success(
+                request,
+                f"A participant was erased: {erased.messages} messages, "
+                f"{erased.conversations} conversation(s) and their identity are gone.",
+            )
+        return _to_detail(request, campaign)
+    return render(
+        request,
+        "campaigns/participant_erase.html",
+        {
+            "campaign": campaign,
+            "participant": participant,
+            "form": form,
+            "conversation_id": selectors.participant_conversation_id(participant=participant),
+        },
+    )
