@@ -173,6 +173,12 @@ class MetricIngestionRun(TenantModel):
         return self.status in (self.Status.SUCCEEDED, self.Status.PARTIAL, self.Status.FAILED)
 
     @property
+    def format_label(self) -> str:
+        from metrics.parsers import FORMAT_LABELS  # noqa: PLC0415 - parsers import this module
+
+        return FORMAT_LABELS.get(self.detected_format, self.detected_format)
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()

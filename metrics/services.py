@@ -110,7 +110,7 @@ def file_local(path: str) -> StoredFile:
     )
 
 
-def _discard(files: list[dict]) -> None:
+def files_discard(files: list[dict]) -> None:
     for stored in files:
         if not stored.get("keep"):
             Path(stored["path"]).unlink(missing_ok=True)
@@ -211,7 +211,7 @@ def run_process(*, run_id, org_id) -> MetricIngestionRun | None:
                 "stored. The error has been logged.",
             )
     finally:
-        _discard(run.files)
+        files_discard(run.files)
         cache.delete(progress_key(run.pk))
     return run
 

@@ -44,6 +44,7 @@ urlpatterns = [
     path("", include("tap.orgs.urls")),
     path("o/<slug:org_slug>/campaigns/", include("campaigns.urls")),
     path("o/<slug:org_slug>/metrics/", include("metrics.urls")),
+    path("api/v1/orgs/<slug:slug>/metrics/", include("metrics.api_urls")),
     # The chat first: its fixed paths (/c/, /c/messages/ …) before the emailed /c/<token>/.
     path("c/", include("conversations.urls")),
     path("c/", include("campaigns.participant_urls")),

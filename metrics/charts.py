@@ -1,0 +1,162 @@
+"""Server-rendered SVG charts (no JavaScript, no CDN, nothing inline that the CSP forbids).
+
+A `Chart` is the data once: the template draws it as SVG *and* as a table, and the same rows
+are the CSV download — so the picture, the table and the file can never disagree."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+
+from django.http import HttpResponse
+
+WIDTH, HEIGHT = 720, 220
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 12, 12, 28
+SERIES_CLASSES = 8  # .chart-s0 … .chart-s7 in metrics-charts.css
+
+
+@dataclass
+class Chart:
+    id: str
+    title: str
+    columns: list[str]  # first column: the x label; the rest: one series each
+    rows: list[list]
+    kind: str = "line"  # line | bar
+    note: str = ""
+    percent: bool = False
+    svg: dict = field(default_factory=dict)
+
+    def render(self) -> Chart:
+        self.svg = _line(self) if self.kind == "line" else _bars(self)
+        return self
+
+    @property
+    def series(self) -> list[dict]:
+        return [
+            {"name": name, "css": f"chart-s{i % SERIES_CLASSES}"}
+            for i, name in enumerate(self.columns[1:])
+        ]
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10 * magnitude
+
+
+def _fmt(value: float, percent: bool) -> str:
+    if percent:
+        return f"{value:.0f}%"
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    return f"{value:g}"
+
+
+def _frame(chart: Chart, top: float) -> dict:
+    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+    ticks = []
+    for i in range(5):
+        value = top * i / 4
+        y = PAD_TOP + plot_h - plot_h * i / 4
+        ticks.append({"y": round(y, 1), "label": _fmt(value, chart.percent)})
+    return {
+        "width": WIDTH,
+        "height": HEIGHT,
+        "ticks": ticks,
+        "left": PAD_LEFT,
+        "right": WIDTH - PAD_RIGHT,
+        "bottom": HEIGHT - PAD_BOTTOM,
+    }
+
+
+def _values(chart: Chart) -> list[list[float]]:
+    return [[float(v or 0) for v in row[1:]] for row in chart.rows]
+
+
+def _x_labels(chart: Chart, xs: list[float]) -> list[dict]:
+    n = len(chart.rows)
+    every = max(1, n // 8)
+    return [{"x": round(xs[i], 1), "label": str(chart.rows[i][0])} for i in range(0, n, every)]
+
+
+def _line(chart: Chart) -> dict:
+    values = _values(chart)
+    top = _nice_max(max((max(v) for v in values if v), default=0))
+    frame = _frame(chart, top)
+    n = len(values)
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+    xs = [PAD_LEFT + (plot_w * i / (n - 1) if n > 1 else plot_w / 2) for i in range(n)]
+    lines = []
+    for s, info in enumerate(chart.series):
+        points = " ".join(
+            f"{xs[i]:.1f},{PAD_TOP + plot_h - plot_h * values[i][s] / top:.1f}" for i in range(n)
+        )
+        lines.append({"points": points, **info, "single": n == 1})
+    frame.update(kind="line", lines=lines, xlabels=_x_labels(chart, xs), empty=n == 0)
+    return frame
+
+
+def _bars(chart: Chart) -> dict:
+    values = _values(chart)
+    top = _nice_max(max((max(v) for v in values if v), default=0))
+    frame = _frame(chart, top)
+    n = max(1, len(values))
+    k = max(1, len(chart.columns) - 1)
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+    group = plot_w / n
+    bar_w = max(1.0, group * 0.8 / k)
+    bars, xs = [], []
+    for i, row in enumerate(values):
+        x0 = PAD_LEFT + group * i + group * 0.1
+        xs.append(x0 + group * 0.4)
+        for s, value in enumerate(row):
+            h = plot_h * value / top
+            bars.append(
+                {
+                    "x": round(x0 + s * bar_w, 1),
+                    "y": round(PAD_TOP + plot_h - h, 1),
+                    "w": round(bar_w, 1),
+                    "h": round(h, 1),
+                    "css": f"chart-s{s % SERIES_CLASSES}",
+                    "label": (
+                        f"{chart.rows[i][0]} · {chart.columns[s + 1]}: {_fmt(value, chart.percent)}"
+                    ),
+                }
+            )
+    frame.update(kind="bar", bars=bars, xlabels=_x_labels(chart, xs), empty=not values)
+    return frame
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """Spreadsheets run cells starting with = + - @ (and tab/CR) as formulas: defuse text."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def csv_response(filename: str, columns: list[str], rows) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow([safe_cell(c) for c in columns])
+    for row in rows:
+        writer.writerow([safe_cell(v) for v in row])
+    return response

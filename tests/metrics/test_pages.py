@@ -1,0 +1,204 @@
+"""Dashboards: members see aggregates only, admins see people; charts come with a table and a
+formula-safe CSV; small cohorts are not broken down; query counts do not grow with data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from metrics.models import DeveloperIdentity
+from tap.tenancy import org_context
+from tests.metrics.helpers import claude_record, copilot_record, ingest, ndjson, write
+
+pytestmark = pytest.mark.django_db
+
+
+def url(name, org, *args):
+    return reverse(f"metrics:{name}", args=[org.slug, *args])
+
+
+def load(org, tmp_path, developers=6, days=3, prefix="dev"):
+    records = [
+        copilot_record(
+            f"{prefix}{i}", day=f"2026-04-0{d + 1}", code_generation_activity_count=10 + i
+        )
+        for i in range(developers)
+        for d in range(days)
+    ]
+    return ingest(org, write(tmp_path, f"{prefix}.ndjson", ndjson(records)))
+
+
+def test_member_sees_the_overview_with_charts_and_tables(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path)
+    response = client_for(bob).get(url("overview", org_a))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "<svg" in body
+    assert "<polyline" in body
+    assert "Active developers per day" in body
+    assert "<details" in body  # the table under each chart
+    assert response.context["kpis"]["developers"] == 6
+    assert response.context["kpis"]["suggestions"] == sum(10 + i for i in range(6)) * 3
+    # Members never get per-person links or tabs.
+    assert url("developers", org_a) not in body
+
+
+def test_filters_by_tool_and_range(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path)
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record(date="2026-04-02")])))
+    client = client_for(bob)
+    response = client.get(url("overview", org_a), {"tool": "claude_code"})
+    assert response.context["kpis"]["suggestions"] == 8
+    response = client.get(url("overview", org_a), {"start": "2026-04-01", "end": "2026-04-01"})
+    assert response.context["kpis"]["developers"] == 6
+    assert len(response.context["charts"][0].rows) == 1
+
+
+def test_chart_csv_download(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path)
+    response = client_for(bob).get(url("overview", org_a), {"csv": "suggestions"})
+    assert response["Content-Type"].startswith("text/csv")
+    lines = response.content.decode().splitlines()
+    assert lines[0] == "Day,Suggestions,Acceptances"
+    assert len(lines) > 1
+
+
+def test_csv_is_safe_from_formula_injection(client_for, alice, org_a, tmp_path):
+    text = (
+        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+        "2026-04-01,cursor,=cmd|calc,,1,1,1,1\n"
+    )
+    ingest(org_a, write(tmp_path, "evil.csv", text))
+    response = client_for(alice).get(url("developers", org_a), {"csv": "1"})
+    body = response.content.decode()
+    assert "'=cmd|calc" in body
+    assert "\n=cmd" not in body
+    assert ",=cmd" not in body
+
+
+def test_members_cannot_see_people(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path)
+    client = client_for(bob)
+    with org_context(org_a.id):
+        identity = DeveloperIdentity.objects.first()
+    assert client.get(url("developers", org_a)).status_code == 403
+    assert client.get(url("developer", org_a, identity.pk)).status_code == 403
+    assert client.get(url("identities", org_a)).status_code == 403
+
+
+def test_admin_sees_developer_page_with_linked_identities(client_for, dave, org_a, tmp_path):
+    load(org_a, tmp_path)
+    with org_context(org_a.id):
+        identity = DeveloperIdentity.objects.get(github_login="dev1")
+    response = client_for(dave).get(url("developer", org_a, identity.pk))
+    assert response.status_code == 200
+    assert len(response.context["daily"]) == 3
+    assert b"<svg" in response.content
+
+
+def test_another_orgs_identity_is_404(client_for, charlie, alice, org_a, org_b, tmp_path):
+    load(org_a, tmp_path)
+    with org_context(org_a.id):
+        identity = DeveloperIdentity.objects.first()
+    # charlie is admin of B: A's identity through B's URL is a plain 404.
+    response = client_for(charlie).get(url("developer", org_b, identity.pk))
+    assert response.status_code == 404
+
+
+def test_small_cohorts_are_not_broken_down(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path, developers=6)
+    mapping = "github_login,email,name,team\n" + "".join(
+        f"dev{i},,,{'big' if i < 5 else 'tiny'}\n" for i in range(6)
+    )
+    assert ingest(org_a, write(tmp_path, "map.csv", mapping)).status == "succeeded"
+    response = client_for(bob).get(url("cohorts", org_a), {"by": "team"})
+    cohorts = {c["name"]: c for c in response.context["cohorts"]}
+    assert cohorts["big"]["suppressed"] is False
+    assert cohorts["big"]["weeks"]
+    assert cohorts["tiny"]["suppressed"] is True
+    assert cohorts["tiny"]["weeks"] == []
+    assert "tiny" not in response.context["charts"][0].columns
+    assert b"fewer than 5" in response.content
+
+
+def test_usage_tiers_and_adoption_cohorts_render(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path, developers=12)
+    client = client_for(bob)
+    tiers = client.get(url("cohorts", org_a), {"by": "tier", "tool": "copilot"})
+    names = [c["name"] for c in tiers.context["cohorts"]]
+    assert "heavy" in names
+    assert "light" in names
+    assert sum(c["size"] for c in tiers.context["cohorts"]) == 12
+    adoption = client.get(url("cohorts", org_a), {"by": "adoption"})
+    assert [c["name"] for c in adoption.context["cohorts"]] == ["2026-04"]
+
+
+def test_seats_utilisation(client_for, bob, dave, org_a, tmp_path):
+    load(org_a, tmp_path, developers=2)
+    seats = {
+        "total_seats": 3,
+        "seats": [
+            {
+                "assignee": {"login": "dev0", "id": 1},
+                "created_at": "2026-01-01T00:00:00Z",
+                "last_activity_at": None,
+            },
+            {"assignee": {"login": "dev1", "id": 2}, "last_activity_at": None},
+            {"assignee": {"login": "ghost", "id": 3}, "last_activity_at": None},
+        ],
+    }
+    assert ingest(org_a, write(tmp_path, "seats.json", json.dumps(seats))).status == "succeeded"
+    response = client_for(bob).get(url("seats", org_a))
+    assert response.context["licensed"] == 3
+    assert response.context["never"] == 1
+    assert b"ghost" not in response.content  # names are for admins
+    response = client_for(dave).get(url("seats", org_a))
+    assert b"ghost" in response.content
+
+
+def test_freshness_lists_latest_day_per_tool(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path)
+    response = client_for(bob).get(url("freshness", org_a))
+    (row,) = response.context["tools"]
+    assert str(row["latest"]) == "2026-04-03"
+
+
+def test_unmatched_identities_suggest_and_merge(client_for, dave, org_a, tmp_path):
+    ingest(org_a, write(tmp_path, "gh.ndjson", ndjson([copilot_record("mona")])))
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record("mona@x.example")])))
+    client = client_for(dave)
+    response = client.get(url("identities", org_a))
+    entry = next(u for u in response.context["unmatched"] if u["identity"].github_login == "mona")
+    (suggestion,) = entry["suggestions"]
+    assert suggestion["identity"].email == "mona@x.example"
+    response = client.post(
+        url("identity_merge", org_a),
+        {"keep": entry["identity"].pk, "other": suggestion["identity"].pk},
+    )
+    assert response.status_code == 302
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert identity.daily_metrics.count() == 2
+
+
+def test_csv_templates(client_for, bob, org_a):
+    response = client_for(bob).get(url("csv_template", org_a, "daily"))
+    assert response.content.decode().splitlines()[0] == (
+        "date,tool,github_login,email,suggestions,acceptances,completions,sessions"
+    )
+
+
+@pytest.mark.parametrize("name", ["overview", "cohorts", "seats", "developers"])
+def test_query_count_does_not_grow_with_data(name, client_for, alice, org_a, tmp_path):
+    client = client_for(alice)
+    load(org_a, tmp_path, developers=2, days=1, prefix="a")
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(url(name, org_a)).status_code == 200
+    load(org_a, tmp_path, developers=30, days=7, prefix="b")
+    with CaptureQueriesContext(connection) as large:
+        assert client.get(url(name, org_a)).status_code == 200
+    assert len(large) == len(small)
