@@ -120,7 +120,8 @@ def campaign_analyze(
             engine=engine,
             raise_errors=True,
         )
-        analysis.refresh_from_db()
+        with org_context(campaign.organization_id):
+            analysis.refresh_from_db()
     return analysis
 
 
