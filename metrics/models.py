@@ -217,7 +217,7 @@ class DailyDeveloperMetric(TenantModel):
     sessions = models.PositiveIntegerField(default=0)
     extras = models.JSONField(default=dict, blank=True)
     ingestion_run = models.ForeignKey(
-        MetricIngestionRun, on_delete=models.PROTECT, related_name="+"
+        MetricIngestionRun, on_delete=models.RESTRICT, related_name="+"
     )
 
     class Meta(TenantModel.Meta):
@@ -263,7 +263,7 @@ class CopilotSeat(TenantModel):
     assigning_team = models.CharField(max_length=200, blank=True)
     pending_cancellation_date = models.DateField(null=True, blank=True)
     ingestion_run = models.ForeignKey(
-        MetricIngestionRun, on_delete=models.PROTECT, related_name="+"
+        MetricIngestionRun, on_delete=models.RESTRICT, related_name="+"
     )
 
     class Meta(TenantModel.Meta):

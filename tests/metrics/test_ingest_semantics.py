@@ -176,3 +176,19 @@ def test_runs_are_isolated_between_organisations(org_a, org_b, tmp_path):
     assert run_b.rows_new == 1
     assert "uploaded before" not in run_b.message
     assert len(rows(org_a)) == len(rows(org_b)) == 1
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_an_organisation_with_metrics_can_be_deleted(org_a, alice, tmp_path):
+    from tap.orgs import services as org_services
+
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record()])))
+    assert (
+        DailyDeveloperMetric.all_objects.using("service").filter(organization_id=org_a.id).exists()
+    )
+    org_services.org_delete(actor=alice, org=org_a)
+    assert (
+        not DailyDeveloperMetric.all_objects.using("service")
+        .filter(organization_id=org_a.id)
+        .exists()
+    )

@@ -1,0 +1,170 @@
+"""Upload page and push API: one code path through the outbox `ingest` queue; API keys."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from metrics import services
+from metrics.models import MetricApiKey, MetricIngestionRun
+from tap import outbox
+from tap.models import OutboxJob
+from tap.tenancy import org_context
+from tests.metrics.helpers import copilot_record, ndjson, rows
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+
+
+@pytest.fixture(autouse=True)
+def _uploads(settings, tmp_path):
+    settings.TAP_METRICS_UPLOAD_DIR = tmp_path / "uploads"
+
+
+def test_upload_page_queues_a_run_on_ingest_and_the_worker_finishes_it(
+    client_for, dave, org_a, tmp_path, settings
+):
+    client = client_for(dave)
+    data = ndjson([copilot_record(), copilot_record("hubot")]).encode()
+    response = client.post(
+        reverse("metrics:upload", args=[org_a.slug]),
+        {
+            "files": [
+                SimpleUploadedFile("a.ndjson", data),
+                SimpleUploadedFile("b.gz", gzip.compress(data)),
+            ]
+        },
+    )
+    assert response.status_code == 302
+    with org_context(org_a.id):
+        run = MetricIngestionRun.objects.get()
+    assert run.status == "pending"
+    assert response["Location"].endswith(f"/runs/{run.pk}/")
+    job = OutboxJob.objects.using("service").get()
+    assert (job.queue, job.task) == ("ingest", "metrics.process_run")
+    progress = client.get(reverse("metrics:run_progress", args=[org_a.slug, run.pk]))
+    assert b"hx-trigger" in progress.content  # polling while pending
+    outbox.run_due_inline()
+    with org_context(org_a.id):
+        run.refresh_from_db()
+    assert run.status == "succeeded", run.message
+    assert run.uploaded_by == dave
+    # Two files of one report: the same user-day summed.
+    mona = next(r for r in rows(org_a) if r.developer_identity.github_login == "mona")
+    assert mona.suggestions == 20
+    page = client.get(reverse("metrics:run_progress", args=[org_a.slug, run.pk]))
+    assert b"hx-trigger" not in page.content  # finished: polling stops
+    assert b"Succeeded" in page.content
+    assert not list((settings.TAP_METRICS_UPLOAD_DIR / str(org_a.id)).iterdir())
+
+
+def test_upload_size_limit_has_a_clear_message(client_for, dave, org_a, settings):
+    settings.TAP_METRICS_MAX_UPLOAD_BYTES = 100
+    response = client_for(dave).post(
+        reverse("metrics:upload", args=[org_a.slug]),
+        {"files": SimpleUploadedFile("big.ndjson", b"x" * 500)},
+    )
+    assert response.status_code == 200
+    assert "the limit is" in response.content.decode()
+    with org_context(org_a.id):
+        assert not MetricIngestionRun.objects.exists()
+
+
+def test_members_cannot_upload(client_for, bob, org_a):
+    response = client_for(bob).post(
+        reverse("metrics:upload", args=[org_a.slug]),
+        {"files": SimpleUploadedFile("a.ndjson", b"{}")},
+    )
+    assert response.status_code == 403
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+def make_key(org, actor, name="nightly"):
+    with org_context(org.id):
+        return services.api_key_create(actor=actor, org=org, name=name)
+
+
+def api_post(client, org_slug, secret=None, body=b"", **extra):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"} if secret else {}
+    return client.post(
+        f"/api/v1/orgs/{org_slug}/metrics/uploads?filename=u.ndjson",
+        data=body,
+        content_type="application/x-ndjson",
+        **headers,
+        **extra,
+    )
+
+
+def test_owner_creates_a_key_shown_once_and_stored_hashed(client_for, alice, org_a):
+    client = client_for(alice)
+    response = client.post(reverse("metrics:api_keys", args=[org_a.slug]), {"name": "nightly"})
+    secret = response.context["secret"]
+    assert secret.startswith("tap_")
+    assert secret in response.content.decode()
+    assert response["Cache-Control"] == "no-store"
+    with org_context(org_a.id):
+        key = MetricApiKey.objects.get()
+    assert key.key_hash == services.hash_key(secret)
+    assert secret not in str(MetricApiKey.all_objects.using("service").values().get())
+    again = client.get(reverse("metrics:api_keys", args=[org_a.slug]))
+    assert secret not in again.content.decode()
+
+
+def test_admins_cannot_manage_keys(client_for, dave, org_a):
+    response = client_for(dave).post(reverse("metrics:api_keys", args=[org_a.slug]), {"name": "x"})
+    assert response.status_code == 403
+
+
+def test_api_upload_with_a_key(client, alice, org_a):
+    _key, secret = make_key(org_a, alice)
+    body = ndjson([copilot_record()]).encode()
+    response = api_post(client, org_a.slug, secret, body)
+    assert response.status_code == 202, response.content
+    payload = response.json()
+    assert payload["status"] == "pending"
+    assert payload["status_url"].endswith(f"/runs/{payload['run_id']}")
+    outbox.run_due_inline()
+    status = client.get(payload["status_url"], HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert status.status_code == 200
+    summary = status.json()
+    assert summary["status"] == "succeeded"
+    assert summary["format"] == "copilot_users"
+    assert summary["rows_ingested"] == 1
+    assert len(rows(org_a)) == 1
+
+
+def test_api_missing_wrong_and_revoked_keys_are_401(client, alice, org_a):
+    key, secret = make_key(org_a, alice)
+    body = ndjson([copilot_record()]).encode()
+    assert api_post(client, org_a.slug, None, body).status_code == 401
+    assert api_post(client, org_a.slug, "tap_wrong", body).status_code == 401
+    with org_context(org_a.id):
+        services.api_key_revoke(actor=alice, org=org_a, key=key)
+    response = api_post(client, org_a.slug, secret, body)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    with org_context(org_a.id):
+        assert not MetricIngestionRun.objects.exists()
+
+
+def test_api_key_with_another_orgs_slug_is_404(client, alice, org_a, org_b):
+    _key, secret = make_key(org_a, alice)
+    response = api_post(client, org_b.slug, secret, ndjson([copilot_record()]).encode())
+    assert response.status_code == 404
+    with org_context(org_b.id):
+        assert not MetricIngestionRun.objects.exists()
+
+
+def test_api_run_status_of_another_org_is_404(client, alice, charlie, org_a, org_b):
+    _key, secret = make_key(org_a, alice)
+    _key_b, secret_b = make_key(org_b, charlie)
+    response = api_post(client, org_a.slug, secret, ndjson([copilot_record()]).encode())
+    run_id = response.json()["run_id"]
+    other = client.get(
+        f"/api/v1/orgs/{org_b.slug}/metrics/runs/{run_id}", HTTP_AUTHORIZATION=f"Bearer {secret_b}"
+    )
+    assert other.status_code == 404
