@@ -141,6 +141,8 @@ CELERY_BEAT_SCHEDULE = {
     "conversations-sweep": {"task": "conversations.sweep", "schedule": 15 * 60},
     # Daily: re-analyse active campaigns that have new or changed conversations.
     "analysis-daily": {"task": "conversations.analysis_daily", "schedule": 24 * 3600},
+    # Daily: delete transcripts past each organisation's retention (tap/orgs/tasks.py).
+    "orgs-retention": {"task": "orgs.retention_sweep", "schedule": 24 * 3600},
 }
 
 # Soft and hard time limits per queue, in seconds (tasks fed by the outbox take their

@@ -38,6 +38,7 @@ PERMISSION_MESSAGES = {
     "orgs.manage_members": "Only owners of this organisation can manage its members.",
     "orgs.change_org": "Only owners can change the organisation's settings.",
     "orgs.delete_org": "Only owners can delete the organisation.",
+    "orgs.export_org": "Only owners can export the organisation's data.",
     "orgs.view_activity": "The activity log is for admins and owners.",
     "campaigns.manage_campaign": "Only admins and owners can run campaigns; members can read them.",
 }

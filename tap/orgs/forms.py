@@ -69,3 +69,14 @@ class DeleteOrgForm(forms.Form):
         if value != self.org.slug:
             raise forms.ValidationError(f"Type {self.org.slug} to confirm.")
         return value
+
+
+class RetentionForm(forms.Form):
+    transcript_retention_days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=3650,
+        label="Delete transcripts after (days)",
+        help_text="Conversations and their messages are deleted this many days after their "
+        "last message, by a daily job. Leave empty to keep them.",
+    )

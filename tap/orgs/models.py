@@ -76,10 +76,20 @@ class Organization(TimestampedModel):
 
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=60, unique=True)
+    # Transcripts (conversations and their messages) older than this many days are deleted
+    # by the daily retention sweep; None keeps them.
+    transcript_retention_days = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "organizations"
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(transcript_retention_days__isnull=True)
+                | models.Q(transcript_retention_days__gte=1, transcript_retention_days__lte=3650),
+                name="organizations_retention_days_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -9,12 +9,14 @@ import secrets
 import uuid
 from datetime import timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -289,3 +291,70 @@ def invitation_accept(*, user: User, invitation: Invitation) -> OrganizationMemb
             role=member.role,
         )
     return member
+
+
+# --- retention -----------------------------------------------------------------------------
+
+RETENTION_MAX_DAYS = 3650
+RETENTION_BATCH = 1000
+
+
+def org_set_retention(*, actor: User, org: Organization, days: int | None) -> Organization:
+    """Keep transcripts `days` days after their last activity (None: keep them)."""
+    if days is not None and not 1 <= days <= RETENTION_MAX_DAYS:
+        raise ValidationError(
+            {"transcript_retention_days": f"Choose 1 to {RETENTION_MAX_DAYS} days, or leave empty."}
+        )
+    with transaction.atomic():
+        old = org.transcript_retention_days
+        if old == days:
+            return org
+        org.transcript_retention_days = days
+        org.save(update_fields=["transcript_retention_days", "updated_at"])
+        audit(
+            org_id=org.id,
+            actor=actor,
+            action="org.retention_changed",
+            target=org,
+            old=old,
+            new=days,
+        )
+    return org
+
+
+def transcripts_expire(*, org_id, days: int, now=None, batch: int = RETENTION_BATCH) -> int:
+    """Delete the organisation's conversations (with their messages) whose last activity is
+    older than `days` days, `batch` at a time, each batch its own audited transaction, so a
+    large first run never holds a long lock and a failure keeps what was done. Returns the
+    number of conversations deleted.
+
+    Conversations are named by label: `tap` imports no domain app (design.md)."""
+    conversation_model = apps.get_model("conversations", "Conversation")
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    total = 0
+    while True:
+        with org_context(org_id):
+            ids = list(
+                conversation_model.objects.alias(last=Coalesce("last_activity_at", "created_at"))
+                .filter(last__lt=cutoff)
+                .order_by("pk")
+                # A conversation someone is posting to right now is left for the next run.
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:batch]
+            )
+            if not ids:
+                break
+            _count, deleted = conversation_model.objects.filter(pk__in=ids).delete()
+            audit(
+                org_id=org_id,
+                actor=None,
+                action="transcripts.expired",
+                conversations=deleted.get("conversations.Conversation", 0),
+                messages=deleted.get("conversations.Message", 0),
+                retention_days=days,
+                cutoff=cutoff.isoformat(),
+            )
+        total += len(ids)
+        if len(ids) < batch:
+            break
+    return total

@@ -1,12 +1,17 @@
-"""Email side effects of accounts and organisations (queued through the outbox)."""
+"""Email side effects of accounts and organisations (queued through the outbox), and the
+transcript retention sweep (beat)."""
 
+import logging
+
+from celery import shared_task
 from django.contrib.auth.tokens import default_token_generator
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from tap.emails import build_email, send_email
-from tap.orgs.models import Invitation, User
+from tap.orgs import services
+from tap.orgs.models import Invitation, Organization, User
 from tap.orgs.services import invitation_token
 from tap.outbox import outbox_task
 from tap.tenancy import current_org_id, org_context
@@ -62,3 +67,30 @@ def send_password_reset(*, user_id: str) -> None:
         },
     )
     send_email("password-reset", to=user.email, context={"user": user, "path": path})
+
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="orgs.retention_sweep", ignore_result=True)
+def retention_sweep() -> dict:
+    """Beat, daily: for every organisation with a transcript retention set, delete the
+    transcripts past it (services.transcripts_expire: batches, each audited). One
+    organisation's failure is logged and does not hold up the others."""
+    due = (
+        Organization.objects.using("service")
+        .filter(transcript_retention_days__isnull=False)
+        .order_by("pk")
+        .values_list("pk", "transcript_retention_days")
+    )
+    totals = {"orgs": 0, "conversations": 0, "failed": 0}
+    for org_id, days in list(due):
+        try:
+            deleted = services.transcripts_expire(org_id=org_id, days=days)
+        except Exception:
+            logger.exception("retention sweep failed for an organisation", extra={"org": org_id})
+            totals["failed"] += 1
+            continue
+        totals["orgs"] += 1
+        totals["conversations"] += deleted
+    return totals

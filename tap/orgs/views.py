@@ -5,21 +5,23 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_safe
 
 from campaigns import selectors as campaign_selectors
 from tap import ratelimit
-from tap.orgs import selectors, services
+from tap.orgs import export, selectors, services
 from tap.orgs.decorators import org_view
 from tap.orgs.forms import (
     DeleteOrgForm,
     InviteForm,
     LoginForm,
     OrganizationForm,
+    RetentionForm,
     RoleForm,
     SignupForm,
 )
@@ -166,7 +168,16 @@ def org_settings(request):
         else:
             messages.success(request, "Settings saved.")
             return redirect("orgs:settings", org_slug=request.org.slug)
-    return render(request, "orgs/settings.html", {"form": form})
+    return render(
+        request,
+        "orgs/settings.html",
+        {
+            "form": form,
+            "retention_form": RetentionForm(
+                initial={"transcript_retention_days": request.org.transcript_retention_days}
+            ),
+        },
+    )
 
 
 @org_view("orgs.delete_org", methods=("GET", "POST"))
@@ -327,3 +338,44 @@ def invitation_accept(request):
                 "login_url": reverse_lazy("login"),
             },
         )
+
+
+@org_view("orgs.change_org", methods=("POST",))
+def org_retention(request):
+    form = RetentionForm(request.POST)
+    if form.is_valid():
+        try:
+            services.org_set_retention(
+                actor=request.user,
+                org=request.org,
+                days=form.cleaned_data["transcript_retention_days"],
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            days = request.org.transcript_retention_days
+            messages.success(
+                request,
+                f"Transcripts are deleted {days} days after their last message."
+                if days
+                else "Transcripts are kept until you delete them.",
+            )
+            return redirect("orgs:settings", org_slug=request.org.slug)
+    return render(
+        request,
+        "orgs/settings.html",
+        {"form": OrganizationForm(initial={"name": request.org.name}), "retention_form": form},
+    )
+
+
+@org_view("orgs.export_org", methods=("POST",))
+def org_export(request):
+    """The whole organisation as one JSON download (tap/orgs/export.py), streamed."""
+    chunks = export.org_export(actor=request.user, org=request.org)
+    response = StreamingHttpResponse(chunks, content_type="application/json")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{request.org.slug}-export-{stamp}.json"'
+    )
+    response["Cache-Control"] = "no-store"
+    return response
