@@ -110,6 +110,9 @@ class CampaignAnalysis(TenantModel):
     input_hash = models.CharField(max_length=64, blank=True)
     options = models.JSONField(default=dict, blank=True)
     engine = models.CharField(max_length=20, blank=True)
+    # What the engine needs to update this result in place (offline engine: the themes' term
+    # centroids), so a refresh after a few changes places them without re-clustering.
+    engine_state = models.JSONField(default=dict, blank=True)
     engine_version = models.CharField(max_length=20, blank=True)
     model = models.CharField(max_length=100, blank=True)
     conversation_count = models.PositiveIntegerField(default=0)

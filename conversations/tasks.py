@@ -111,11 +111,18 @@ def sweep() -> int:
 
 
 @outbox_task(queue="analysis", name="conversations.analysis_run", atomic=False)
-def analysis_run(*, campaign_id: str, input_hash: str, include_in_progress: bool = True) -> None:
+def analysis_run(
+    *, campaign_id: str, input_hash: str, include_in_progress: bool = True, full: bool = False
+) -> None:
     """Compute a requested campaign analysis (conversations.analysis.service.analysis_run)."""
     from conversations.analysis.service import analysis_run as run  # noqa: PLC0415
 
-    run(campaign_id=campaign_id, input_hash=input_hash, include_in_progress=include_in_progress)
+    run(
+        campaign_id=campaign_id,
+        input_hash=input_hash,
+        include_in_progress=include_in_progress,
+        full=full,
+    )
 
 
 @shared_task(name="conversations.analysis_daily", ignore_result=True)

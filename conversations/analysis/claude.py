@@ -396,7 +396,7 @@ class ClaudeEngine:
                 {"title": finding["title"], "detail": finding["detail"], "quotes": backing}
             )
         summary = limit_words(final["executive_summary"])
-        out_themes, groupings, conversations, sentiment = assemble(
+        out_themes, groupings, conversations, sentiment, _ids = assemble(
             items, themes, assignment, findings, summary
         )
         return (

@@ -60,6 +60,8 @@ class Result:
     model: str = ""
     steps: int = 1
     extra: dict = field(default_factory=dict)
+    # Stored as CampaignAnalysis.engine_state (what an in-place update needs).
+    state: dict = field(default_factory=dict)
 
 
 def sentiment_label(score: float) -> str:
@@ -110,7 +112,8 @@ def assemble(
 
     `themes` are dicts with at least a label; `assignment` maps conversation id to indexes in
     `themes`. Themes are numbered t1… largest first (ties by label), so ids are stable for the
-    same input; conversations without a theme are grouped under "Other"."""
+    same input; conversations without a theme are grouped under "Other". Also returns
+    {index in `themes`: theme id}."""
     members: list[list[str]] = [[] for _ in themes]
     unassigned = []
     for item in items:
@@ -161,7 +164,7 @@ def assemble(
         if "theme_index" in finding:
             finding["theme"] = ids.get(finding.pop("theme_index"), "")
     sentiment = distribution([c["score"] for c in conversations.values()])
-    return out_themes, groupings, conversations, sentiment
+    return out_themes, groupings, conversations, sentiment, ids
 
 
 # --- the local engine ----------------------------------------------------------------------
@@ -172,6 +175,10 @@ QUOTE_WORDS = (6, 45)
 QUOTES_KEPT = 6
 MAX_THEMES = 8
 SILHOUETTE_SAMPLE = 2000
+# A refresh places changed conversations into the existing themes while the changes since the
+# last clustering stay under this share of the campaign; past it, everything is re-clustered.
+UPDATE_FRACTION = 0.1
+CENTROID_TERMS = 300
 
 
 def _stopwords() -> frozenset[str]:
@@ -247,7 +254,7 @@ class LocalEngine:
             return Result(
                 [], {}, {}, [], distribution([]), "No conversations to analyse yet."
             ), Usage()
-        labels, vectors, centroids, features, weights = self._cluster(items)
+        labels, vectors, centroids, features, weights, idf = self._cluster(items)
         k = int(labels.max()) + 1 if len(labels) else 0
         themes = []
         for cluster in range(k):
@@ -263,43 +270,161 @@ class LocalEngine:
             )
         assignment = {item.id: [int(labels[i])] for i, item in enumerate(items)}
         quotes = self._representative_quotes(items, labels, vectors, centroids, themes)
-        by_size = sorted(range(k), key=lambda c: (-int((labels == c).sum()), themes[c]["label"]))
+        findings = [
+            {"title": themes[c]["label"], "quotes": quotes[c][:3], "theme_index": c}
+            for c in range(k)
+        ]
+        result = self._finish(items, themes, assignment, findings)
+        result.state = {
+            "version": 1,
+            "base": len(items),
+            "drift": 0,
+            **self._term_centroids(labels, weights, features, idf, result.extra["ids"]),
+        }
+        return result, Usage()
+
+    # -- updating a result in place ------------------------------------------------------
+
+    def can_update(self, previous: dict, *, total: int, changed: int) -> bool:
+        """A few changed conversations are placed into the existing themes (nearest term
+        centroid) instead of re-clustering everything; once the changes since the last full
+        clustering pass UPDATE_FRACTION of the campaign, it is clustered again."""
+        state = previous.get("engine_state") or {}
+        return (
+            previous.get("engine") == self.name
+            and previous.get("engine_version") == self.version
+            and bool(state.get("centroids"))
+            and state.get("drift", 0) + changed <= UPDATE_FRACTION * max(total, 1)
+        )
+
+    def update(self, items: list[Item], previous: dict, context: dict) -> tuple[Result, Usage]:
+        """`items` carry a result only for changed conversations; the others keep their
+        sentiment and themes from `previous`. Raises NeedsFullRun when that is not possible."""
+        state = previous["engine_state"]
+        before = previous.get("conversations") or {}
+        kept_themes = [t for t in previous.get("themes", []) if t["id"] in state["centroids"]]
+        index = {t["id"]: i for i, t in enumerate(kept_themes)}
+        centroids = [state["centroids"][t["id"]] for t in kept_themes]
+        idf = state["idf"]
+        assignment: dict[str, list[int]] = {}
+        full: list[Item] = []
+        changed: set[str] = set()
+        for item in items:
+            if item.result is None:
+                old = before.get(item.id)
+                if old is None:
+                    raise NeedsFullRun(item.id)
+                result = {"score": old["score"], "label": old["label"]}
+                assignment[item.id] = [index[t] for t in old.get("themes", []) if t in index]
+            else:
+                changed.add(item.id)
+                result = item.result
+                best = _nearest(result.get("terms", ""), idf, centroids)
+                assignment[item.id] = [best] if best is not None else []
+            full.append(Item(item.id, item.number, item.status, result))
+        included = {i.id for i in full}
         findings = []
-        total = len(items)
-        for cluster in by_size[:5]:
-            size = int((labels == cluster).sum())
-            if size < 2 and total >= 10:
+        for finding in previous.get("key_findings", []):
+            if finding.get("theme") not in index:
                 continue
-            members = [items[i] for i in range(total) if labels[i] == cluster]
-            mean = sum(m.result.get("score", 0.0) for m in members) / size
+            quotes = [
+                q
+                for q in finding.get("quotes", [])
+                if q["conversation_id"] in included and q["conversation_id"] not in changed
+            ]
             findings.append(
                 {
-                    "title": themes[cluster]["label"],
-                    "detail": (
-                        f"{size} of {total} conversations ({round(100 * size / total)}%) talk "
-                        f"about {', '.join(themes[cluster]['keywords'][:3]) or 'this'}; "
-                        f"their tone is mostly {sentiment_label(mean)} (mean {mean:+.2f})."
-                    ),
-                    "quotes": quotes[cluster][:3],
-                    "theme_index": cluster,
+                    "title": finding["title"],
+                    "quotes": quotes,
+                    "theme_index": index[finding["theme"]],
                 }
             )
-        summary = self._summary(items, themes, labels, by_size, quotes)
-        out_themes, groupings, conversations, sentiment = assemble(
-            items, themes, assignment, findings, summary
+        themes = [{k: t.get(k) for k in ("label", "keywords", "description")} for t in kept_themes]
+        result = self._finish(full, themes, assignment, findings)
+        ids = result.extra["ids"]
+        result.state = {
+            **state,
+            "drift": state.get("drift", 0) + len(changed),
+            "centroids": {ids[i]: centroids[i] for i in range(len(kept_themes)) if i in ids},
+        }
+        result.extra["updated"] = True
+        return result, Usage()
+
+    def _finish(self, items, themes, assignment, findings) -> Result:
+        """Findings for the largest themes (with their size, share and tone), the extractive
+        summary, and the stored shapes."""
+        total = len(items)
+        members: dict[int, list[Item]] = {}
+        for item in items:
+            for i in assignment.get(item.id, []):
+                members.setdefault(i, []).append(item)
+        by_size = sorted(members, key=lambda i: (-len(members[i]), themes[i]["label"]))
+        chosen = []
+        quotes_of = {f["theme_index"]: f["quotes"] for f in findings}
+        for i in by_size[:5]:
+            size = len(members[i])
+            if size < 2 and total >= 10:
+                continue
+            mean = sum(m.result.get("score", 0.0) for m in members[i]) / size
+            chosen.append(
+                {
+                    "title": themes[i]["label"],
+                    "detail": (
+                        f"{size} of {total} conversations ({round(100 * size / total)}%) talk "
+                        f"about {', '.join((themes[i].get('keywords') or [])[:3]) or 'this'}; "
+                        f"their tone is mostly {sentiment_label(mean)} (mean {mean:+.2f})."
+                    ),
+                    "quotes": quotes_of.get(i, [])[:3],
+                    "theme_index": i,
+                }
+            )
+        summary = _summary(
+            items,
+            [
+                {
+                    "label": themes[i]["label"],
+                    "keywords": themes[i].get("keywords") or [],
+                    "count": len(members[i]),
+                    "quotes": quotes_of.get(i, []),
+                }
+                for i in by_size[:4]
+            ],
         )
-        return (
-            Result(
-                out_themes,
-                groupings,
-                conversations,
-                findings,
-                sentiment,
-                summary,
-                model=self.model,
-            ),
-            Usage(),
+        out_themes, groupings, conversations, sentiment, ids = assemble(
+            items, themes, assignment, chosen, summary
         )
+        return Result(
+            out_themes,
+            groupings,
+            conversations,
+            chosen,
+            sentiment,
+            summary,
+            model=self.model,
+            extra={"ids": ids},
+        )
+
+    @staticmethod
+    def _term_centroids(labels, weights, features, idf_values, ids) -> dict:
+        """Per theme, its mean TF-IDF row cut to its CENTROID_TERMS heaviest terms (unit
+        length), and the idf of those terms: enough to place a new conversation later."""
+        import numpy as np  # noqa: PLC0415
+
+        if weights is None or not len(features):
+            return {"idf": {}, "centroids": {}}
+        centroids: dict[str, dict[str, float]] = {}
+        used: set[int] = set()
+        for cluster, theme_id in ids.items():
+            inside = labels == cluster
+            if not inside.any():
+                continue
+            mean = np.asarray(weights[inside].mean(axis=0)).ravel()
+            top = [i for i in mean.argsort()[::-1][:CENTROID_TERMS] if mean[i] > 0]
+            norm = float(np.sqrt(sum(mean[i] ** 2 for i in top))) or 1.0
+            centroids[theme_id] = {str(features[i]): round(float(mean[i]) / norm, 5) for i in top}
+            used.update(top)
+        idf = {str(features[i]): round(float(idf_values[i]), 4) for i in sorted(used)}
+        return {"idf": idf, "centroids": centroids}
 
     # -- clustering ---------------------------------------------------------------------
 
@@ -325,12 +450,13 @@ class LocalEngine:
             weights = vectorizer.fit_transform(docs)
         except ValueError:  # every document empty (only stop words)
             zeros = np.zeros(n, dtype=int)
-            return zeros, np.zeros((n, 1)), np.zeros((1, 1)), np.array([]), None
+            return zeros, np.zeros((n, 1)), np.zeros((1, 1)), np.array([]), None, None
         features = vectorizer.get_feature_names_out()
+        idf = vectorizer.idf_
         if n < 4 or weights.shape[1] < 3:
             labels = np.zeros(n, dtype=int)
             vectors = normalize(weights.toarray())
-            return labels, vectors, vectors.mean(axis=0, keepdims=True), features, weights
+            return labels, vectors, vectors.mean(axis=0, keepdims=True), features, weights, idf
         components = max(2, min(100, weights.shape[1] - 1, n - 1))
         svd = TruncatedSVD(n_components=components, random_state=0)
         vectors = normalize(svd.fit_transform(weights))
@@ -348,8 +474,8 @@ class LocalEngine:
                 best = (score, labels, model.cluster_centers_)
         if best is None:
             labels = np.zeros(n, dtype=int)
-            return labels, vectors, vectors.mean(axis=0, keepdims=True), features, weights
-        return best[1], vectors, best[2], features, weights
+            return labels, vectors, vectors.mean(axis=0, keepdims=True), features, weights, idf
+        return best[1], vectors, best[2], features, weights, idf
 
     @staticmethod
     def _keywords(cluster, labels, weights, features) -> list[str]:
@@ -420,35 +546,57 @@ class LocalEngine:
             out.append(quotes)
         return out
 
-    @staticmethod
-    def _summary(items, themes, labels, by_size, quotes) -> str:
-        total = len(items)
-        completed = sum(1 for i in items if i.status == "completed")
-        scores = [i.result.get("score", 0.0) for i in items]
-        dist = distribution(scores)["counts"]
 
-        def pct(n):
-            return round(100 * n / total)
+class NeedsFullRun(Exception):
+    """An in-place update cannot place every conversation: cluster again."""
 
-        mood = sentiment_label(sum(scores) / total)
-        lines = [
-            f"{total} conversation{'s' if total != 1 else ''} analysed ({completed} completed).",
-            f"Overall the tone is {mood}: {pct(dist['positive'])}% positive, "
-            f"{pct(dist['neutral'])}% neutral and {pct(dist['negative'])}% negative.",
-        ]
-        top = [c for c in by_size[:4] if themes[c]["keywords"]]
-        if top:
-            named = [
-                f"{themes[c]['label'].lower()} ({pct(int((labels == c).sum()))}%)" for c in top
-            ]
-            lines.append("The main themes are " + _join(named) + ".")
-        for cluster in top:
-            if quotes[cluster]:
-                lines.append(
-                    f"On {themes[cluster]['label'].lower()}, one participant said: "
-                    f"“{quotes[cluster][0]['text']}”"
-                )
-        return limit_words(" ".join(lines))
+
+def _nearest(terms: str, idf: dict, centroids: list[dict]) -> int | None:
+    """The index of the centroid closest (cosine) to a conversation's sublinear TF-IDF."""
+    counts: dict[str, int] = {}
+    for phrase in _phrases(terms):
+        if phrase in idf:
+            counts[phrase] = counts.get(phrase, 0) + 1
+    if not counts:
+        return None
+    vector = {t: (1 + math.log(n)) * idf[t] for t, n in counts.items()}
+    best, best_score = None, 0.0
+    for i, centroid in enumerate(centroids):
+        score = sum(w * centroid.get(t, 0.0) for t, w in vector.items())
+        if score > best_score:
+            best, best_score = i, score
+    return best
+
+
+def _summary(items: list[Item], top: list[dict]) -> str:
+    """Extractive: the figures, the largest themes, and one participant sentence for each."""
+    total = len(items)
+    completed = sum(1 for i in items if i.status == "completed")
+    scores = [i.result.get("score", 0.0) for i in items]
+    dist = distribution(scores)["counts"]
+
+    def pct(n):
+        return round(100 * n / total)
+
+    mood = sentiment_label(sum(scores) / total)
+    lines = [
+        f"{total} conversation{'s' if total != 1 else ''} analysed ({completed} completed).",
+        f"Overall the tone is {mood}: {pct(dist['positive'])}% positive, "
+        f"{pct(dist['neutral'])}% neutral and {pct(dist['negative'])}% negative.",
+    ]
+    named = [t for t in top if t["keywords"]]
+    if named:
+        lines.append(
+            "The main themes are "
+            + _join([f"{t['label'].lower()} ({pct(t['count'])}%)" for t in named])
+            + "."
+        )
+    for theme in named:
+        if theme["quotes"]:
+            lines.append(
+                f"On {theme['label'].lower()}, one participant said: “{theme['quotes'][0]['text']}”"
+            )
+    return limit_words(" ".join(lines))
 
 
 def _phrases(doc: str) -> list[str]:

@@ -21,7 +21,14 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from conversations.analysis import inputs
-from conversations.analysis.engines import Item, LocalEngine, Result, Usage, cost_usd
+from conversations.analysis.engines import (
+    Item,
+    LocalEngine,
+    NeedsFullRun,
+    Result,
+    Usage,
+    cost_usd,
+)
 from conversations.models import CampaignAnalysis, Conversation, ConversationAnalysis
 from tap import outbox
 from tap.ai import AIBadResponse, AIUnavailable, get_backend
@@ -34,6 +41,16 @@ TASK = "conversations.analysis_run"
 BATCH = 250
 # Progress counts extractions, plus this many steps for the synthesis.
 SYNTHESIS_STEPS = 1
+PREVIOUS_FIELDS = (
+    "themes",
+    "conversations",
+    "key_findings",
+    "engine",
+    "engine_version",
+    "engine_state",
+    "options",
+    "generated_at",
+)
 
 
 def get_engine():
@@ -111,12 +128,14 @@ def campaign_analyze(
                     campaign_id=str(campaign.pk),
                     input_hash=snap.hash,
                     include_in_progress=include_in_progress,
+                    full=force,
                 )
     if run_now:
         analysis_run(
             campaign_id=str(campaign.pk),
             input_hash=snap.hash,
             include_in_progress=include_in_progress,
+            full=force,
             engine=engine,
             raise_errors=True,
         )
@@ -150,6 +169,7 @@ def analysis_run(
     campaign_id: str,
     input_hash: str,
     include_in_progress: bool = True,
+    full: bool = False,
     engine=None,
     raise_errors: bool = False,
 ) -> str:
@@ -158,7 +178,9 @@ def analysis_run(
     Claims the row (pending or running with this hash: a redelivered job resumes, a
     superseded one stops), extracts the conversations whose own hash changed in batches
     (committed as they go, so a crash resumes where it stopped), synthesises, and stores the
-    result — unless a newer request replaced this one meanwhile. Returns the outcome."""
+    result — unless a newer request replaced this one meanwhile. A few changed conversations
+    are placed into the existing themes when the engine can (`engine.update`); `full` (or a
+    large change) re-synthesises from every conversation. Returns the outcome."""
     org_id = current_org_id()
     engine = engine or get_engine()
     with org_context(org_id):
@@ -174,21 +196,20 @@ def analysis_run(
         options = inputs.analysis_options(campaign, include_in_progress=include_in_progress)
         inputs_at = timezone.now()
         snap = inputs.snapshot(campaign=campaign, options=options, engine_key=engine.key)
+        # Hashes only: results are read later, and only if a full synthesis needs them.
         cached = {
-            str(cid): (h, result)
-            for cid, h, result in ConversationAnalysis.objects.filter(
+            str(cid): h
+            for cid, h in ConversationAnalysis.objects.filter(
                 conversation__campaign=campaign, engine=engine.name
-            ).values_list("conversation_id", "input_hash", "result")
+            ).values_list("conversation_id", "input_hash")
         }
-        previous_themes = (
-            CampaignAnalysis.objects.filter(pk=analysis_id).values_list("themes", flat=True).first()
-        )
+        previous = CampaignAnalysis.objects.filter(pk=analysis_id).values(*PREVIOUS_FIELDS).first()
     usage = Usage()
     try:
-        todo = [c for c in snap.conversations if cached.get(c.id, ("",))[0] != c.hash]
+        todo = [c for c in snap.conversations if cached.get(c.id) != c.hash]
         total = len(todo) + SYNTHESIS_STEPS
         _set_progress(analysis_id, progress_done=0, progress_total=total)
-        results = {cid: result for cid, (_h, result) in cached.items()}
+        results: dict[str, dict] = {}
         for start in range(0, len(todo), BATCH):
             batch = todo[start : start + BATCH]
             with org_context(org_id):
@@ -223,14 +244,29 @@ def analysis_run(
                 CampaignAnalysis.objects.filter(pk=analysis_id).update(
                     progress_done=start + len(batch), updated_at=timezone.now()
                 )
-        items = [Item(c.id, c.number, c.status, results[c.id]) for c in snap.conversations]
-        result, used = engine.synthesise(
-            items,
-            {
-                "campaign": campaign,
-                "previous_themes": [t.get("label", "") for t in previous_themes or []],
-            },
+        context = {
+            "campaign": campaign,
+            "previous_themes": [t.get("label", "") for t in previous["themes"] or []],
+        }
+        result = None
+        updatable = (
+            not full
+            and previous["generated_at"] is not None
+            and previous["options"] == snap.options
+            and hasattr(engine, "update")
+            and engine.can_update(previous, total=len(snap.conversations), changed=len(todo))
         )
+        if updatable:
+            light = [Item(c.id, c.number, c.status, results.get(c.id)) for c in snap.conversations]
+            try:
+                result, used = engine.update(light, previous, context)
+            except NeedsFullRun:
+                result = None
+        if result is None:
+            with org_context(org_id):
+                _load_results(results, [c.id for c in snap.conversations], engine.name)
+            items = [Item(c.id, c.number, c.status, results[c.id]) for c in snap.conversations]
+            result, used = engine.synthesise(items, context)
         usage.add(used)
     except AIUnavailable as exc:
         return _failed(analysis_id, input_hash, exc, usage, raise_errors=raise_errors)
@@ -242,6 +278,17 @@ def analysis_run(
         _record_failure(analysis_id, input_hash, f"Analysis failed: {type(exc).__name__}: {exc}")
         return "failed"
     return _store(analysis_id, input_hash, snap, result, usage, engine, inputs_at)
+
+
+def _load_results(results: dict, ids: list[str], engine_name: str) -> None:
+    """Fill `results` with the cached extraction of every id it lacks, a chunk at a time."""
+    missing = [i for i in ids if i not in results]
+    for start in range(0, len(missing), 2000):
+        rows = ConversationAnalysis.objects.filter(
+            conversation_id__in=missing[start : start + 2000], engine=engine_name
+        ).values_list("conversation_id", "result")
+        for conversation_id, result in rows:
+            results[str(conversation_id)] = result
 
 
 def _failed(analysis_id, input_hash, exc, usage, *, raise_errors) -> str:
@@ -278,6 +325,7 @@ def _store(analysis_id, input_hash, snap, result: Result, usage: Usage, engine, 
         analysis.input_hash = snap.hash
         analysis.options = snap.options
         analysis.engine = engine.name
+        analysis.engine_state = result.state
         analysis.engine_version = engine.version
         analysis.model = result.model or engine.model
         analysis.conversation_count = len(snap.conversations)

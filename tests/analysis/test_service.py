@@ -202,3 +202,36 @@ def test_the_stored_rows_stay_in_their_organisation(org_a, org_b, alice):
     with org_context(org_a.id):
         assert ConversationAnalysis.objects.count() == 6
     assert timezone.now()
+
+
+def test_a_small_change_is_placed_into_the_existing_themes(org_a, alice):
+    campaign, truth = planted_campaign(org_a, alice)
+    analyse(org_a, campaign)
+    before = stored(org_a, campaign)
+    assert before.engine_state["drift"] == 0
+    docs_theme = next(t for t, members in before.groupings.items() if truth[members[0]] == "docs")
+    new = add_conversation(
+        org_a, campaign, "The onboarding documentation and guides are excellent and clear.", 4
+    )
+    analyse(org_a, campaign)
+    after = stored(org_a, campaign)
+    assert after.engine_state["drift"] == 1
+    assert {t["label"] for t in after.themes} == {t["label"] for t in before.themes}
+    docs_after = next(
+        t["id"]
+        for t in after.themes
+        if t["label"] == next(x["label"] for x in before.themes if x["id"] == docs_theme)
+    )
+    assert str(new.pk) in after.groupings[docs_after]
+    assert after.conversations[str(new.pk)]["label"] == "positive"
+    assert after.conversation_count == 25
+    assert "25 conversations analysed" in after.executive_summary
+
+
+def test_many_changes_cluster_everything_again(org_a, alice):
+    campaign, _truth = planted_campaign(org_a, alice)
+    analyse(org_a, campaign)
+    for n in range(4):  # 4 of 28 > 10%
+        add_conversation(org_a, campaign, "Flaky tests break the CI pipeline again.", 10 + n)
+    analyse(org_a, campaign)
+    assert stored(org_a, campaign).engine_state["drift"] == 0
