@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install env stop clean
+.PHONY: run test faults load lint bench install env stop clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ run: $(STAMP)
 ## test: the whole suite against real PostgreSQL and Redis
 test: $(STAMP)
 	$(PY) -m tap.devenv test $(PYTEST_ARGS)
+
+## faults: only the fault tests (Redis, worker, PostgreSQL, SMTP and the AI API broken on purpose)
+faults: $(STAMP)
+	$(PY) -m tap.devenv test -m faults $(PYTEST_ARGS)
+
+## load: 200 participants x 10 turns on the production server while a creator browses (LOAD_ARGS=)
+load: $(STAMP)
+	$(PY) -m tap.devenv exec $(PY) -m bench.load $(LOAD_ARGS)
 
 ## lint: ruff (lint + format check) and the project's own rules
 lint: $(STAMP)

@@ -290,6 +290,7 @@ def test_a_4xx_refusal_is_retried_not_bounced(smtp, alice, org_a):
     assert "451" in job.last_error
 
 
+@pytest.mark.faults
 def test_a_server_that_is_down_is_retried_and_delivers_once(smtp, alice, org_a):
     active_campaign(org_a, alice)  # nothing listens on the port yet
     (job,) = email_jobs()

@@ -48,6 +48,7 @@ def test_end_conversation_tool_closes_it(fake_claude, org_a, participant):  # no
     assert (conversation.status, conversation.end_reason) == ("completed", "mission covered")
 
 
+@pytest.mark.faults
 def test_an_overloaded_api_is_retried_later_and_answered_once(fake_claude, org_a, participant):  # noqa: F811
     from django.utils import timezone
 

@@ -1,0 +1,298 @@
+"""Fault tests (`make faults`; `make test` runs them too): the real processes of `make run`,
+broken on purpose — Redis stopped, a worker killed mid-reply, PostgreSQL restarted — and
+afterwards nothing lost, nothing duplicated, every turn answered exactly once.
+
+SMTP down and the Anthropic API answering 529 are in their own modules, marked `faults` too:
+tests/campaigns/test_campaign_emails.py and tests/conversations/test_reply_anthropic.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from django.db.models import Count
+
+from bench.bench_chat import CLIENT_KEY, CSRF, Browser
+from bench.lib import ROOT
+from campaigns import services as campaign_services
+from campaigns.models import Campaign, Participant
+from conversations.models import Message
+from tap.models import OutboxJob
+from tap.tenancy import org_context
+from tests.fakes.anthropic_server import FakeAnthropic, text
+from tests.faults.stack import PrivatePostgres, PrivateRedis, Stack, wait_for
+
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"]),
+]
+
+SHORT_LEASE = "6"  # seconds: a killed job is published again quickly
+
+
+def chat_links(org, count: int) -> list[str]:
+    """An active campaign with `count` participants, and a live link for each."""
+    with org_context(org.id):
+        campaign = Campaign.objects.create(
+            organization=org,
+            name=f"Faults {uuid.uuid4().hex[:6]}",
+            status="active",
+            mission="Learn what slows engineering teams down: reviews, tests, tooling.",
+            opening_question="What slowed you down last week?",
+            settings={"max_follow_ups": 5},
+        )
+        Participant.objects.bulk_create(
+            Participant(organization=org, campaign=campaign, email=f"f{i}@x.example")
+            for i in range(count)
+        )
+        return [
+            campaign_services.link_issue(participant=p)
+            for p in Participant.objects.filter(campaign=campaign)
+        ]
+
+
+def open_chat(base: str, token: str) -> tuple[Browser, str]:
+    browser = Browser(base)
+    status, _, _ = browser.request("GET", f"/c/{token}/")
+    assert status == 302
+    status, page, _ = browser.request("GET", "/c/")
+    assert status == 200
+    return browser, page
+
+
+def answer(browser: Browser, page: str, body: str) -> int:
+    form = {
+        "body": body,
+        "client_key": CLIENT_KEY.search(page).group(1),
+        "csrfmiddlewaretoken": CSRF.search(page).group(1),
+    }
+    status, _, _ = browser.request("POST", "/c/messages/", form, htmx=True)
+    return status
+
+
+def turns(org) -> dict[str, int]:
+    """Stored messages by sender (the opening question excluded), and duplicated turns."""
+    with org_context(org.id):
+        by_sender = dict(
+            Message.objects.filter(turn__gte=1)
+            .values_list("sender")
+            .annotate(n=Count("id"))
+            .values_list("sender", "n")
+        )
+        duplicated = (
+            Message.objects.values("conversation", "sender", "turn")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .count()
+        )
+    return {
+        "answers": by_sender.get("participant", 0),
+        "replies": by_sender.get("bot", 0),
+        "duplicated": duplicated,
+    }
+
+
+@pytest.fixture
+def redis():
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_down_posts_still_land_and_are_answered_after_it_returns(org_a, redis):
+    tokens = chat_links(org_a, 3)
+    with Stack(redis_url=redis.url) as stack:
+        chats = [open_chat(stack.url, token) for token in tokens]
+        redis.stop()
+        # The broker and the cache are gone: posting only needs PostgreSQL.
+        for browser, page in chats:
+            assert answer(browser, page, "Flaky CI and slow reviews.") == 200
+        time.sleep(3)
+        assert turns(org_a) == {"answers": 3, "replies": 0, "duplicated": 0}
+        pending = OutboxJob.objects.using("service").filter(
+            task="conversations.reply", status="pending"
+        )
+        assert pending.count() == 3  # kept, not lost, while the relay cannot publish
+        redis.start()  # empty: whatever was queued in it before is gone too
+        wait_for(lambda: turns(org_a)["replies"] == 3, timeout=90, what="the replies")
+        time.sleep(2)
+        assert turns(org_a) == {"answers": 3, "replies": 3, "duplicated": 0}
+
+
+def test_a_worker_killed_mid_reply_gives_exactly_one_reply(org_a, redis):
+    (token,) = chat_links(org_a, 1)
+    with FakeAnthropic(default=text("Which part of the review takes longest?")) as claude:
+        claude.script(text("(never delivered)", delay=30))  # the first call hangs
+        env = {
+            "ANTHROPIC_API_KEY": "sk-ant-test",
+            "ANTHROPIC_BASE_URL": claude.url,
+            "TAP_OUTBOX_LEASE_SECONDS": SHORT_LEASE,
+        }
+        with Stack(redis_url=redis.url, env=env) as stack:
+            browser, page = open_chat(stack.url, token)
+            assert answer(browser, page, "Code review waits a day.") == 200
+            wait_for(lambda: claude.message_requests, timeout=60, what="the model call")
+            stack.kill("worker", signal.SIGKILL)  # the worker and its pool, mid-call
+            assert turns(org_a)["replies"] == 0
+            stack.start_worker("worker-2")
+            wait_for(lambda: turns(org_a)["replies"] == 1, timeout=90, what="the reply")
+            time.sleep(int(SHORT_LEASE) + 3)  # past another lease: nothing more comes
+            assert turns(org_a) == {"answers": 1, "replies": 1, "duplicated": 0}
+            with org_context(org_a.id):
+                reply = Message.objects.get(sender="bot", turn=1)
+            assert reply.body == "Which part of the review takes longest?"
+            assert len(claude.message_requests) == 2  # the lost call, and the one stored
+
+
+def test_a_half_open_broker_does_not_hang_the_relay_or_lose_the_job(org_a, redis):
+    """A broker that accepts connections and never answers: the relay's publish times out,
+    the job stays pending, and a relay with a working broker delivers it."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(16)  # accepts (the kernel completes the handshake), never reads
+    port = blackhole.getsockname()[1]
+    (token,) = chat_links(org_a, 1)
+    try:
+        # A relay stopped mid-publish leaves the job claimed until its lease runs out.
+        with Stack(redis_url=redis.url, env={"TAP_OUTBOX_LEASE_SECONDS": SHORT_LEASE}) as stack:
+            stack.kill("relay", signal.SIGTERM)
+            browser, page = open_chat(stack.url, token)
+            assert answer(browser, page, "Deploys are slow.") == 200
+            stuck = subprocess.Popen(
+                [sys.executable, "manage.py", "outbox_relay", "--poll", "0.2"],
+                cwd=ROOT,
+                env={**stack.env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                time.sleep(12)  # longer than the broker's 5 s socket timeouts
+                assert stuck.poll() is None  # still alive, still trying
+                job = OutboxJob.objects.using("service").get(task="conversations.reply")
+                # Claimed, then given back after each timed-out publish: never lost, never
+                # dead, and the failed publishes cost it no attempts.
+                assert job.status in ("pending", "queued")
+                assert job.attempts <= 1
+                assert turns(org_a)["replies"] == 0
+            finally:
+                stuck.terminate()
+                stuck.wait(20)
+            stack.start("relay", [sys.executable, "manage.py", "outbox_relay", "--poll", "0.2"])
+            wait_for(lambda: turns(org_a)["replies"] == 1, timeout=60, what="the reply")
+            assert turns(org_a)["duplicated"] == 0
+    finally:
+        blackhole.close()
+
+
+@pytest.fixture
+def postgres():
+    server = PrivatePostgres()
+    server.init()
+    yield server
+    server.destroy()
+
+
+def test_postgres_restarted_under_traffic(postgres, redis):
+    """Readiness goes 503 while the database is down and 200 after; pages work again at
+    once (no stale pooled connection); an answer is stored whole or not at all."""
+    env = postgres.env()
+    make = (
+        "from bench.bench_chat import make_participants; "
+        "_, _, tokens = make_participants(4); print(' '.join(tokens))"
+    )
+    tokens = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {make}"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tap.settings", **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert len(tokens) == 4
+    with Stack(redis_url=redis.url, env=env) as stack:
+        chats = [open_chat(stack.url, token) for token in tokens]
+        probes: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def probe():
+            browser = Browser(stack.url)
+            while not stop.is_set():
+                try:
+                    status, _, _ = browser.request("GET", "/readyz")
+                except OSError:
+                    status = 0
+                    browser = Browser(stack.url)
+                probes.append((time.monotonic(), status))
+                time.sleep(0.2)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            time.sleep(1)
+            # Two answers go in before the restart; two try while it is down.
+            for browser, page in chats[:2]:
+                assert answer(browser, page, "Before the restart.") == 200
+            postgres.stop("fast")
+            down_statuses = []
+            for browser, page in chats[2:]:
+                try:
+                    down_statuses.append(answer(browser, page, "During the restart."))
+                except OSError:
+                    down_statuses.append(0)
+            time.sleep(2)
+            postgres.start()
+            wait_for(
+                lambda: probes and probes[-1][1] == 200, timeout=60, what="readiness to return"
+            )
+            # Every page works again at once: no stale connection from before the restart.
+            for browser, _page in chats:
+                for _ in range(3):
+                    status, _, _ = browser.request("GET", "/c/")
+                    assert status == 200
+        finally:
+            stop.set()
+            prober.join()
+        statuses = [status for _, status in probes]
+        assert 503 in statuses, statuses
+        assert statuses[-1] == 200
+        assert all(status in (200, 503) for status in statuses), statuses
+        assert all(status >= 500 or status == 0 for status in down_statuses), down_statuses
+        # The two answers made before the restart are answered; the refused ones left no
+        # trace: no half-written turn (an answer without its reply job, or the reverse).
+        check = (
+            "from django.db.models import Count; "
+            "from conversations.models import Message, Conversation; "
+            "from tap.models import OutboxJob; "
+            "print(Message.all_objects.filter(sender='participant').count(), "
+            "OutboxJob.objects.filter(task='conversations.reply').count(), "
+            "Conversation.all_objects.filter(awaiting_reply=True).count())"
+        )
+
+        def counts():
+            out = subprocess.run(
+                [sys.executable, "-c", f"import django; django.setup(); {check}"],
+                cwd=ROOT,
+                env={
+                    **os.environ,
+                    "DJANGO_SETTINGS_MODULE": "tap.settings",
+                    **env,
+                    "DATABASE_URL": env["DATABASE_SERVICE_URL"],
+                },
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            return tuple(int(n) for n in out)
+
+        answers, jobs, _ = counts()
+        assert answers == jobs == 2
+        wait_for(lambda: counts()[2] == 0, timeout=60, what="both replies")
