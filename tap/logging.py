@@ -4,6 +4,7 @@ Context lives in contextvars (never thread-locals, which leak between requests).
 
 import logging
 import re
+import time
 import uuid
 from contextvars import ContextVar
 
@@ -20,7 +21,8 @@ class ContextFilter(logging.Filter):
         record.request_id = request_id_var.get()
         record.task_id = task_id_var.get()
         org_id = current_org_id()
-        record.org_id = str(org_id) if org_id else None
+        # The access line is written after the tenant context has ended: it names the org.
+        record.org_id = str(org_id) if org_id else getattr(record, "org_id", None)
         return True
 
 
@@ -70,17 +72,41 @@ class RedactingGunicornLogger(GunicornLogger):
         return atoms
 
 
+access_logger = logging.getLogger("tap.access")
+
+
 class RequestContextMiddleware:
-    """Gives each request an id (echoed as X-Request-ID) for the logs."""
+    """Gives each request an id (echoed as X-Request-ID) for the logs, and writes one access
+    line per request at INFO (TAP_ACCESS_LOG): method, path without its query and with any
+    token redacted, status, duration, organisation — never a body or a header."""
 
     def __init__(self, get_response):
+        from django.conf import settings  # noqa: PLC0415
+
         self.get_response = get_response
+        self.access_log = getattr(settings, "TAP_ACCESS_LOG", True)
 
     def __call__(self, request):
         token = request_id_var.set(uuid.uuid4().hex)
+        started = time.monotonic()
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = request_id_var.get()
+            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+                org = getattr(request, "org", None)
+                access_logger.info(
+                    "%s %s %s",
+                    request.method,
+                    redact(request.path),
+                    response.status_code,
+                    extra={
+                        "method": request.method,
+                        "path": redact(request.path),
+                        "status": response.status_code,
+                        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                        "org_id": str(org.pk) if org is not None else None,
+                    },
+                )
             return response
         finally:
             request_id_var.reset(token)

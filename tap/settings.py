@@ -272,6 +272,8 @@ TAP_AI_PRICE_OUTPUT_PER_MTOK = env.float("TAP_AI_PRICE_OUTPUT_PER_MTOK", default
 
 # --- Logging: one JSON object a line, with request / org / task ids (tap/logging.py) --------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# One INFO line per request (method, redacted path, status, duration, org) from the app.
+TAP_ACCESS_LOG = env.bool("TAP_ACCESS_LOG", default=True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
