@@ -308,9 +308,7 @@ LOGGING = {
 TAP_METRICS_UPLOAD_DIR = env.path("TAP_METRICS_UPLOAD_DIR", default=BASE_DIR / ".data" / "uploads")
 TAP_METRICS_MAX_UPLOAD_BYTES = env.int("TAP_METRICS_MAX_UPLOAD_BYTES", default=512 << 20)
 # After gunzip: a small compressed file can expand without end (a gzip bomb).
-TAP_METRICS_MAX_DECOMPRESSED_BYTES = env.int(
-    "TAP_METRICS_MAX_DECOMPRESSED_BYTES", default=4 << 30
-)
+TAP_METRICS_MAX_DECOMPRESSED_BYTES = env.int("TAP_METRICS_MAX_DECOMPRESSED_BYTES", default=4 << 30)
 # Rejected lines kept (with line number and reason) per run; the rest are only counted.
 TAP_METRICS_MAX_ERRORS = env.int("TAP_METRICS_MAX_ERRORS", default=200)
 CELERY_BEAT_SCHEDULE["metrics-sweep"] = {"task": "metrics.sweep", "schedule": 10 * 60}
