@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from conversations.models import CampaignAnalysis, Conversation, Message
+from conversations.models import CampaignAnalysis, Conversation, ConversationAnalysis, Message
 from tap.admin import ServiceModelAdmin
 
 
@@ -27,3 +27,12 @@ class CampaignAnalysisAdmin(ServiceModelAdmin):
     search_fields = ("campaign__name",)
     list_select_related = ("campaign", "organization")
     raw_id_fields = ("campaign",)
+
+
+@admin.register(ConversationAnalysis)
+class ConversationAnalysisAdmin(ServiceModelAdmin):
+    list_display = ("conversation", "organization", "engine", "updated_at", "tokens_in")
+    list_filter = ("engine",)
+    search_fields = ("conversation__id",)
+    list_select_related = ("conversation", "organization")
+    raw_id_fields = ("conversation",)

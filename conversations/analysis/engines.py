@@ -179,6 +179,7 @@ SILHOUETTE_SAMPLE = 2000
 # last clustering stay under this share of the campaign; past it, everything is re-clustered.
 UPDATE_FRACTION = 0.1
 CENTROID_TERMS = 300
+PHRASE_BOOST = 2.0
 
 
 def _stopwords() -> frozenset[str]:
@@ -479,29 +480,29 @@ class LocalEngine:
 
     @staticmethod
     def _keywords(cluster, labels, weights, features) -> list[str]:
-        """The cluster's phrases by how much more weight they carry inside it than overall;
-        a phrase drops the single words it contains."""
+        """The cluster's phrases by how much more weight they carry inside it than overall.
+        Two-word phrases count double (a phrase says more than its words), and a phrase
+        takes the place of the single words it contains."""
+        import numpy as np  # noqa: PLC0415
+
         if weights is None or not len(features):
             return []
         inside = labels == cluster
         mean_in = weights[inside].mean(axis=0).A1
         mean_all = weights.mean(axis=0).A1
-        distinct = mean_in - mean_all
-        order = distinct.argsort()[::-1][:40]
+        is_phrase = np.fromiter((" " in f for f in features), dtype=bool, count=len(features))
+        distinct = (mean_in - mean_all) * np.where(is_phrase, PHRASE_BOOST, 1.0)
+        order = distinct.argsort(kind="stable")[::-1][:60]
         chosen: list[str] = []
         for index in order:
-            if distinct[index] <= 0:
+            if distinct[index] <= 0 or len(chosen) == 8:
                 break
             term = str(features[index])
-            if any(
-                term in c.split() or c in term.split() for c in chosen if " " in c or " " in term
-            ):
-                continue
-            if term in chosen:
-                continue
+            words = term.split()
+            if any(set(words) <= set(c.split()) for c in chosen):
+                continue  # a word (or phrase) already covered by a chosen phrase
+            chosen = [c for c in chosen if not (" " not in c and c in words)]
             chosen.append(term)
-            if len(chosen) == 8:
-                break
         return chosen
 
     @staticmethod
