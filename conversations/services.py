@@ -71,6 +71,11 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
     body = (body or "").strip()
     if not body:
         raise ValidationError("Write an answer before sending.")
+    if "\x00" in body:  # PostgreSQL text cannot hold it, and no keyboard types it
+        raise ValidationError(
+            "Your answer contains a null character, which can't be saved. Remove it and send "
+            "again."
+        )
     if len(body) > MAX_MESSAGE_CHARS:
         raise ValidationError(
             f"Please keep an answer under {MAX_MESSAGE_CHARS:,} characters "

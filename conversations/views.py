@@ -161,13 +161,16 @@ def message(request):
                 client_key=request.POST.get("client_key", ""),
             )
         except ValidationError as exc:
-            return _chat(
+            response = _chat(
                 request,
                 participant,
                 body=body,
                 error=" ".join(exc.messages),
                 status=429 if wait else 422,
             )
+            if wait:
+                response["Retry-After"] = str(wait)
+            return response
         if not _htmx(request):
             return redirect("chat:home")
         return _chat(request, participant)

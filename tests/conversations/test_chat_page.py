@@ -257,6 +257,7 @@ def test_posts_are_rate_limited_per_participant(client, chat, org_a, settings):
     assert send(client, "Two.").status_code == 422  # pending, but counted
     refused = send(client, "Three.")
     assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
     assert_private(refused)
     assert "Please wait" in refused.content.decode()
     assert ">Three.</textarea>" in refused.content.decode()
