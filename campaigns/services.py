@@ -206,6 +206,8 @@ def campaign_transition(*, actor, campaign: Campaign, to: str) -> Campaign:
         )
         if to == S.ACTIVE:
             invite_pending(campaign)
+        if old == S.PAUSED and to == S.ACTIVE:
+            _requeue_held_emails(campaign)
         if to == S.COMPLETED:
             # Conversations (a later app) close themselves and queue the analysis.
             outbox.enqueue(
@@ -282,6 +284,29 @@ def participants_add(*, actor, campaign: Campaign, parsed: ParsedList) -> AddRep
         if campaign.status == S.ACTIVE:
             report.invited = invite_pending(campaign)
     return report
+
+
+HELD_WHILE_PAUSED = "held while the campaign is paused"
+
+
+def _requeue_held_emails(campaign: Campaign) -> int:
+    """Emails whose job ran while the campaign was paused went back to pending, marked
+    held (campaigns.tasks.send_campaign_email): queue them again. Pending ones whose job has
+    not run yet still have it."""
+    held = list(
+        CampaignEmail.objects.filter(
+            participant__campaign=campaign,
+            status=CampaignEmail.Status.PENDING,
+            error=HELD_WHILE_PAUSED,
+        ).values_list("pk", flat=True)
+    )
+    outbox.enqueue_many(
+        "campaigns.send_campaign_email",
+        queue="email",
+        org_id=campaign.organization_id,
+        kwargs_list=[{"email_id": str(pk)} for pk in held],
+    )
+    return len(held)
 
 
 def invite_pending(campaign: Campaign) -> int:

@@ -66,6 +66,13 @@ def send_campaign_email(*, email_id: str) -> None:
             pk=email_id
         )
         participant = email.participant
+        if participant.campaign.status == Campaign.Status.PAUSED:
+            # Held, not dropped: back to pending, and resuming the campaign queues it again
+            # (services.campaign_transition).
+            CampaignEmail.objects.filter(pk=email_id).update(
+                status=E.PENDING, error=services.HELD_WHILE_PAUSED, updated_at=timezone.now()
+            )
+            return
         reason = _reason_not_to_send(participant)
         if reason:
             CampaignEmail.objects.filter(pk=email_id).update(

@@ -324,3 +324,30 @@ def test_after_the_last_attempt_the_email_says_failed(smtp, alice, org_a, settin
     (row,) = email_rows(org_a)
     assert row.status == "failed"
     assert "ConnectionRefusedError" in row.error
+
+
+def test_emails_due_while_paused_are_held_and_go_out_once_on_resume(alice, org_a):
+    with org_context(org_a.id):
+        campaign = services.campaign_create(
+            actor=alice,
+            org=org_a,
+            name="Tooling",
+            mission="Learn how engineers use AI tools day to day.",
+            opening_question=OPENING,
+        )
+        services.participants_add(
+            actor=alice, campaign=campaign, parsed=parse_pasted("a@example.com\nb@example.com")
+        )
+        services.campaign_transition(actor=alice, campaign=campaign, to="active")
+        # Paused before the queued invitations ran.
+        services.campaign_transition(actor=alice, campaign=campaign, to="paused")
+    outbox.run_due_inline()
+    assert mail.outbox == []
+    assert {(r.status, r.error) for r in email_rows(org_a)} == {
+        ("pending", "held while the campaign is paused")
+    }
+    with org_context(org_a.id):
+        services.campaign_transition(actor=alice, campaign=campaign, to="active")
+    outbox.run_due_inline()
+    assert sorted(m.to[0] for m in mail.outbox) == ["a@example.com", "b@example.com"]
+    assert {r.status for r in email_rows(org_a)} == {"sent"}
