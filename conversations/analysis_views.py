@@ -104,8 +104,11 @@ def analysis_progress(request, campaign_id):
 @org_view(VIEW, write_perm=MANAGE, methods=("POST",))
 def analysis_refresh(request, campaign_id):
     campaign = _campaign(campaign_id)
-    before = _analysis(campaign)
-    previous_request = before.requested_at if before else None
+    previous_request = (
+        CampaignAnalysis.objects.filter(campaign=campaign)
+        .values_list("requested_at", flat=True)
+        .first()
+    )
     analysis = service.campaign_analyze(actor=request.user, campaign=campaign)
     if (
         analysis.has_result

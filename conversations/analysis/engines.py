@@ -183,12 +183,18 @@ PHRASE_BOOST = 2.0
 
 
 def _stopwords() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # noqa: PLC0415
-
+    # tap.ai's list (the interviewer's) plus words that carry no theme in answers; not
+    # scikit-learn's list, whose import would cost a refresh that never clusters a second.
     from tap.ai import STOPWORDS  # noqa: PLC0415
 
-    extra = {"[name]", "[email]", "name", "email", "ai", "really", "just", "lot", "like"}
-    return frozenset(ENGLISH_STOP_WORDS) | STOPWORDS | extra
+    extra = """
+        [name] [email] name email ai really just lot like also around back came come could
+        day days done each else every first get give got however keep last least less made
+        many may might much must never next often put rather seem seemed since still take
+        than thing things thus together top toward towards upon us use used using via want
+        week weeks whereas whether within without yet
+    """
+    return STOPWORDS | frozenset(extra.split())
 
 
 class LocalEngine:

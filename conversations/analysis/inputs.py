@@ -22,8 +22,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import connection
+from django.utils import timezone
 
 from campaigns.models import Campaign
 from conversations.models import Message
@@ -63,6 +65,7 @@ class Snapshot:
     hash: str
     options: dict
     conversations: list[Included] = field(default_factory=list)
+    taken_at: datetime | None = None  # just before the read: later changes make it stale
 
     @property
     def ids(self) -> list[str]:
@@ -92,6 +95,7 @@ def analysis_options(campaign: Campaign, *, include_in_progress: bool) -> dict:
 def snapshot(*, campaign: Campaign, options: dict, engine_key: str) -> Snapshot:
     """The included conversations (those with at least one participant message; only completed
     ones unless `include_in_progress`) and the input hash."""
+    taken_at = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(DIGEST_SQL, [str(campaign.organization_id), str(campaign.pk)])
         rows = cursor.fetchall()
@@ -112,7 +116,7 @@ def snapshot(*, campaign: Campaign, options: dict, engine_key: str) -> Snapshot:
     payload = json.dumps(
         [engine_key, options, [(c.id, c.status, c.hash) for c in included]], sort_keys=True
     )
-    return Snapshot(hashlib.sha256(payload.encode()).hexdigest(), options, included)
+    return Snapshot(hashlib.sha256(payload.encode()).hexdigest(), options, included, taken_at)
 
 
 def _scrubber(name: str, email: str):
@@ -151,7 +155,9 @@ def load_conversations(
     )
     grouped: dict[str, list] = {}
     scrubbers: dict[str, object] = {}
-    for row in rows.iterator(chunk_size=2000):
+    # A plain query, not a server-side cursor: a cursor's plan favours the first rows and
+    # turns this join into a slow nested loop; a batch is a few thousand short rows.
+    for row in rows:
         conversation_id, message_id, sender, body = row[:4]
         key = str(conversation_id)
         text = (body or "")[:MAX_MESSAGE_CHARS]

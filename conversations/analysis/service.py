@@ -83,7 +83,9 @@ def campaign_analyze(
 ) -> CampaignAnalysis:
     """Ask for the campaign's analysis. Returns the row: ready and untouched when its hash
     still matches (no recomputation), else pending with a job queued on the `analysis` queue
-    (or, with `run_now`, computed before returning — the management command)."""
+    (or, with `run_now`, computed before returning — the management command). Unless it was
+    just computed here, the row comes without its large result fields (RESULT_FIELDS): read
+    them inside the organisation's context."""
     engine = engine or get_engine()
     options = inputs.analysis_options(campaign, include_in_progress=include_in_progress)
     with org_context(campaign.organization_id):
@@ -138,14 +140,19 @@ def campaign_analyze(
             full=force,
             engine=engine,
             raise_errors=True,
+            snap=snap,  # read a moment ago, in this process: spare the second read
         )
         with org_context(campaign.organization_id):
-            analysis.refresh_from_db()
+            analysis = CampaignAnalysis.objects.get(pk=analysis.pk)
     return analysis
 
 
+# The result's large JSON stays in the database when the row is only locked and marked.
+RESULT_FIELDS = ("conversations", "groupings", "themes", "key_findings", "engine_state")
+
+
 def _locked_row(campaign: Campaign) -> CampaignAnalysis:
-    rows = CampaignAnalysis.objects.select_for_update()
+    rows = CampaignAnalysis.objects.select_for_update().defer(*RESULT_FIELDS)
     analysis = rows.filter(campaign=campaign).first()
     if analysis is None:
         try:
@@ -172,6 +179,7 @@ def analysis_run(
     full: bool = False,
     engine=None,
     raise_errors: bool = False,
+    snap: inputs.Snapshot | None = None,
 ) -> str:
     """Compute a requested analysis (the `analysis` queue's task body; no transaction is open).
 
@@ -194,8 +202,9 @@ def analysis_run(
         campaign = Campaign.objects.get(pk=campaign_id)
         analysis_id = CampaignAnalysis.objects.values_list("pk", flat=True).get(campaign=campaign)
         options = inputs.analysis_options(campaign, include_in_progress=include_in_progress)
-        inputs_at = timezone.now()
-        snap = inputs.snapshot(campaign=campaign, options=options, engine_key=engine.key)
+        if snap is None or snap.hash != input_hash:
+            snap = inputs.snapshot(campaign=campaign, options=options, engine_key=engine.key)
+        inputs_at = snap.taken_at
         # Hashes only: results are read later, and only if a full synthesis needs them.
         cached = {
             str(cid): h

@@ -237,3 +237,41 @@ def test_no_name_or_address_reaches_claude_in_an_anonymous_campaign(org_a, alice
     assert "reviews are slow" in sent
     for secret in ("zelda", "quist", "corp.example", "person0"):
         assert secret not in sent
+
+
+def test_an_outage_is_retried_by_the_outbox_and_then_fails_keeping_the_result(
+    org_a, alice, claude, settings
+):
+    from django.utils import timezone
+
+    from tap.models import OutboxJob
+    from tests.fakes.anthropic_server import error
+
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    claude._script = Responder(claude)
+    old = analyse(org_a, campaign)
+    person = creator.participants_in_bulk(org_a, campaign, 1, start=900)[0]
+    made = creator.conversation(org_a, campaign, person, [creator.QUESTION, "CI is flaky."])
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    claude._script = deque([error(529, retry_after=0)] * 3)
+    analysis = analyse(org_a, campaign)
+    job = (
+        OutboxJob.objects.using("service")
+        .filter(task="conversations.analysis_run")
+        .latest("created_at")
+    )
+    assert (job.status, job.attempts) == ("pending", 1)
+    assert analysis.status == "pending"
+    assert "Retrying soon" in analysis.error
+    # The last attempt fails for good: the reason is shown, the old result stays.
+    OutboxJob.objects.using("service").filter(pk=job.pk).update(
+        available_at=timezone.now(), max_attempts=2
+    )
+    claude._script = deque([error(529, retry_after=0)] * 3)
+    outbox.run_due_inline()
+    with org_context(org_a.id):
+        failed = CampaignAnalysis.objects.get(campaign=campaign)
+    assert failed.status == "failed"
+    assert "HTTP 529" in failed.error
+    assert (failed.themes, failed.generated_at) == (old.themes, old.generated_at)

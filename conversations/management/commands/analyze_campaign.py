@@ -15,6 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from conversations.analysis.service import campaign_analyze
 from conversations.management.commands import _campaign_arg
+from conversations.models import CampaignAnalysis
 from tap.ai import AIUnavailable
 from tap.tenancy import org_context, org_scope
 
@@ -71,6 +72,8 @@ class Command(BaseCommand):
                 )
             except AIUnavailable as exc:
                 raise CommandError(f"The analysis failed: {exc}") from exc
+            with org_context(organization.pk):
+                analysis = CampaignAnalysis.objects.get(pk=analysis.pk)
         if analysis.status != "ready":
             raise CommandError(f"The analysis failed: {analysis.error or analysis.status}")
         if options["json"]:
