@@ -39,10 +39,19 @@ def progress_key(run_id) -> str:
     return f"metrics:run-progress:{run_id}"
 
 
+# Identifiers and dates inside vendor records: kept from the first part, never summed.
+NOT_SUMMED = frozenset(
+    {"user_id", "organization_id", "enterprise_id", "team_id", "entity_id_partition"}
+)
+
+
 def merge_extras(left: dict, right: dict) -> dict:
     """Sum two rows' extras: numbers add, flags OR, lists concatenate, objects recurse."""
     merged = dict(left)
     for key, value in right.items():
+        if key in NOT_SUMMED:
+            merged.setdefault(key, value)
+            continue
         if key not in merged:
             merged[key] = value
             continue
@@ -201,7 +210,8 @@ class Ingest:
             cursor.execute(
                 f"CREATE TEMP TABLE {self.stage} (identity_id uuid, date date, tool text, "
                 "suggestions bigint, acceptances bigint, completions bigint, sessions bigint, "
-                "extras jsonb) ON COMMIT DROP"
+                # text, not jsonb: parsed once, on the way into the daily table.
+                "extras text) ON COMMIT DROP"
             )
 
     # --- reading ---------------------------------------------------------------------------
@@ -229,8 +239,13 @@ class Ingest:
         if isinstance(pk, str):
             self.reject(row.line, pk)
             return
+        text = row.extras_json or json.dumps(row.extras, separators=(",", ":"))
+        if "\\u0000" in text:
+            # PostgreSQL's jsonb cannot hold NUL characters.
+            self.reject(row.line, "the record contains a NUL character (\\u0000)")
+            return
         self.outcome.rows_ingested += 1
-        extras = _copy_text(json.dumps(row.extras, separators=(",", ":")))
+        extras = _copy_text(text)
         self.buffer.append(
             f"{pk}\t{row.date.isoformat()}\t{row.tool}\t{row.suggestions}\t{row.acceptances}\t"
             f"{row.completions}\t{row.sessions}\t{extras}\n"
@@ -302,84 +317,69 @@ class Ingest:
         return self.outcome
 
     def _fold(self) -> None:
-        agg = f"{self.stage}_agg"
         org, run = str(self.org_id), str(self.run.pk)
         with connection.cursor() as cursor:
+            # 1. Keys seen more than once in this run (parts of one report, local + remote
+            #    Claude Code rows): sum them into one staged row. Usually few or none.
             cursor.execute(
                 f"""
-                CREATE TEMP TABLE {agg} ON COMMIT DROP AS
-                SELECT identity_id, date, tool,
-                       least(sum(suggestions), 2147483647) AS suggestions,
-                       least(sum(acceptances), 2147483647) AS acceptances,
-                       least(sum(completions), 2147483647) AS completions,
-                       least(sum(sessions), 2147483647) AS sessions,
-                       count(*) AS n, (array_agg(extras))[1] AS extras
-                FROM {self.stage} GROUP BY identity_id, date, tool
+                SELECT identity_id, date, tool, sum(suggestions), sum(acceptances),
+                       sum(completions), sum(sessions), array_agg(extras)
+                FROM {self.stage} GROUP BY identity_id, date, tool HAVING count(*) > 1
                 """
             )
-            # Keys seen more than once: their extras are summed here (few, usually none).
-            cursor.execute(
-                f"""
-                SELECT s.identity_id, s.date, s.tool, array_agg(s.extras::text)
-                FROM {self.stage} s JOIN {agg} a USING (identity_id, date, tool)
-                WHERE a.n > 1 GROUP BY s.identity_id, s.date, s.tool
-                """
-            )
-            merged = []
-            for identity_id, day, tool, extras_list in cursor.fetchall():
-                total: dict = {}
-                for text in extras_list:
-                    total = merge_extras(total, json.loads(text))
-                merged.append((json.dumps(total), identity_id, day, tool))
-            if merged:
-                cursor.executemany(
-                    f"UPDATE {agg} SET extras = %s::jsonb "
-                    "WHERE identity_id = %s AND date = %s AND tool = %s",
-                    merged,
+            duplicates = cursor.fetchall()
+            if duplicates:
+                keys = [(str(i), d, t) for i, d, t, *_rest in duplicates]
+                cursor.execute(
+                    f"DELETE FROM {self.stage} WHERE (identity_id, date, tool) IN "
+                    f"(SELECT * FROM unnest(%s::uuid[], %s::date[], %s::text[]))",
+                    [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
                 )
+                merged = []
+                for identity_id, day, tool, s, a, c, n, extras_list in duplicates:
+                    total: dict = {}
+                    for text in extras_list:
+                        total = merge_extras(total, json.loads(text))
+                    merged.append((identity_id, day, tool, s, a, c, n, json.dumps(total)))
+                cursor.executemany(
+                    f"INSERT INTO {self.stage} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", merged
+                )
+            # 2. One statement: new keys are inserted, keys with different values replaced,
+            #    keys with the same values left alone (no write, not returned).
             cursor.execute(
                 f"""
-                SELECT count(*) FILTER (WHERE d.id IS NULL),
-                       count(*) FILTER (WHERE d.id IS NOT NULL AND
-                           (d.suggestions, d.acceptances, d.completions, d.sessions, d.extras)
-                           IS DISTINCT FROM
-                           (a.suggestions, a.acceptances, a.completions, a.sessions, a.extras)),
-                       count(*) FILTER (WHERE d.id IS NOT NULL AND
-                           (d.suggestions, d.acceptances, d.completions, d.sessions, d.extras)
-                           IS NOT DISTINCT FROM
-                           (a.suggestions, a.acceptances, a.completions, a.sessions, a.extras))
-                FROM {agg} a LEFT JOIN daily_developer_metrics d
-                  ON d.organization_id = %s AND d.developer_identity_id = a.identity_id
-                 AND d.date = a.date AND d.tool = a.tool
-                """,
-                [org],
-            )
-            new, replaced, unchanged = cursor.fetchone()
-            cursor.execute(
-                f"""
-                INSERT INTO daily_developer_metrics AS d
-                    (id, organization_id, developer_identity_id, date, tool, suggestions,
-                     acceptances, completions, sessions, extras, ingestion_run_id,
-                     created_at, updated_at)
-                SELECT gen_random_uuid(), %s, identity_id, date, tool, suggestions,
-                       acceptances, completions, sessions, extras, %s, now(), now()
-                FROM {agg}
-                ON CONFLICT (organization_id, developer_identity_id, date, tool) DO UPDATE
-                SET suggestions = EXCLUDED.suggestions, acceptances = EXCLUDED.acceptances,
-                    completions = EXCLUDED.completions, sessions = EXCLUDED.sessions,
-                    extras = EXCLUDED.extras, ingestion_run_id = EXCLUDED.ingestion_run_id,
-                    updated_at = now()
-                WHERE (d.suggestions, d.acceptances, d.completions, d.sessions, d.extras)
-                      IS DISTINCT FROM (EXCLUDED.suggestions, EXCLUDED.acceptances,
-                      EXCLUDED.completions, EXCLUDED.sessions, EXCLUDED.extras)
+                WITH written AS (
+                    INSERT INTO daily_developer_metrics AS d
+                        (id, organization_id, developer_identity_id, date, tool, suggestions,
+                         acceptances, completions, sessions, extras, ingestion_run_id,
+                         created_at, updated_at)
+                    SELECT gen_random_uuid(), %s, identity_id, date, tool,
+                           least(suggestions, 2147483647), least(acceptances, 2147483647),
+                           least(completions, 2147483647), least(sessions, 2147483647),
+                           extras::jsonb, %s, now(), now()
+                    FROM {self.stage}
+                    ON CONFLICT (organization_id, developer_identity_id, date, tool) DO UPDATE
+                    SET suggestions = EXCLUDED.suggestions, acceptances = EXCLUDED.acceptances,
+                        completions = EXCLUDED.completions, sessions = EXCLUDED.sessions,
+                        extras = EXCLUDED.extras, ingestion_run_id = EXCLUDED.ingestion_run_id,
+                        updated_at = now()
+                    WHERE (d.suggestions, d.acceptances, d.completions, d.sessions, d.extras)
+                          IS DISTINCT FROM (EXCLUDED.suggestions, EXCLUDED.acceptances,
+                          EXCLUDED.completions, EXCLUDED.sessions, EXCLUDED.extras)
+                    RETURNING (xmax = 0) AS inserted
+                )
+                SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                       (SELECT count(*) FROM {self.stage})
+                FROM written
                 """,
                 [org, run],
             )
-            cursor.execute(f"DROP TABLE {agg}")
+            new, replaced, keys = cursor.fetchone()
             cursor.execute(f"TRUNCATE {self.stage}")
         self.outcome.rows_new += new
         self.outcome.rows_replaced += replaced
-        self.outcome.rows_unchanged += unchanged
+        self.outcome.rows_unchanged += keys - new - replaced
 
     def _write_seats(self) -> None:
         """A seats file is the whole roster at one moment: it replaces the previous one."""

@@ -8,6 +8,7 @@ on one day never overwrite each other, and a re-upload replaces instead of doubl
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from tap.models import TenantModel
 
@@ -206,8 +207,24 @@ class MetricIngestionRun(TenantModel):
 
 
 class DailyDeveloperMetric(TenantModel):
+    # The biggest table: every index and every foreign-key trigger costs on each ingested
+    # row. The composite indexes below lead with the organisation and cover what the
+    # single-column ones would (nothing reads this table by created_at or by run), and the
+    # composite tenant keys (organisation, identity) and (organisation, run) of migration 0002
+    # enforce what Django's single-column constraints would, so those are left out too.
+    organization = models.ForeignKey(
+        "orgs.Organization",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     developer_identity = models.ForeignKey(
-        DeveloperIdentity, on_delete=models.CASCADE, related_name="daily_metrics"
+        DeveloperIdentity,
+        on_delete=models.CASCADE,
+        related_name="daily_metrics",
+        db_constraint=False,
     )
     date = models.DateField()
     tool = models.CharField(max_length=50)
@@ -217,7 +234,11 @@ class DailyDeveloperMetric(TenantModel):
     sessions = models.PositiveIntegerField(default=0)
     extras = models.JSONField(default=dict, blank=True)
     ingestion_run = models.ForeignKey(
-        MetricIngestionRun, on_delete=models.RESTRICT, related_name="+"
+        MetricIngestionRun,
+        on_delete=models.RESTRICT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
 
     class Meta(TenantModel.Meta):

@@ -171,8 +171,8 @@ def _json_format(record: dict) -> str:
     raise Refused(UNKNOWN_MESSAGE)
 
 
-def _records(fmt: str, line: int, record) -> Iterator:
-    """One JSON value of a `fmt` file → its items."""
+def _records(fmt: str, line: int, record, raw: str = "") -> Iterator:
+    """One JSON value of a `fmt` file → its items (`raw`: its text, when it is one line)."""
     if not isinstance(record, dict):
         yield Rejected(line, "not a JSON object")
         return
@@ -226,7 +226,7 @@ def _ndjson(fmt: str, first: str, text, skipped: int) -> Iterator:
                 except ValueError as exc:
                     yield Rejected(number, f"invalid JSON ({exc.msg})")
                 else:
-                    yield from _records(fmt, number, record)
+                    yield from _records(fmt, number, record, line)
         line = _read_line(text)
 
 

@@ -17,15 +17,21 @@ from metrics.parsers.records import (
     parse_moment,
 )
 
-BREAKDOWNS = {
-    "totals_by_ide": "by_ide",
-    "totals_by_feature": "by_feature",
-    "totals_by_language_feature": "by_language_feature",
-    "totals_by_language_model": "by_language_model",
-    "totals_by_model_feature": "by_model_feature",
-}
-# Dimension keys kept in breakdown entries (with every numeric field).
-DIMENSIONS = ("ide", "feature", "language", "model")
+BREAKDOWNS = (
+    ("totals_by_ide", "by_ide", ("ide",)),
+    ("totals_by_feature", "by_feature", ("feature",)),
+    ("totals_by_language_feature", "by_language_feature", ("language", "feature")),
+    ("totals_by_language_model", "by_language_model", ("language", "model")),
+    ("totals_by_model_feature", "by_model_feature", ("model", "feature")),
+)
+# Breakdown counters kept, under short names: extras are stored per developer-day, so their
+# size is the table's size (and jsonb parsing is most of the database's ingest cost).
+BREAKDOWN_COUNTS = (
+    ("code_generation_activity_count", "generated"),
+    ("code_acceptance_activity_count", "accepted"),
+    ("loc_added_sum", "loc_added"),
+    ("user_initiated_interaction_count", "interactions"),
+)
 FLAGS = (
     "used_agent",
     "used_chat",
@@ -84,21 +90,58 @@ def _identity(record: dict) -> tuple[str, int | None]:
     return login, user_id
 
 
-def _breakdown(entries) -> list:
-    if not isinstance(entries, list):
-        return []
+def _breakdown(entries, dimensions) -> list:
     kept = []
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        item = {}
-        for key, value in entry.items():
-            if (key in DIMENSIONS and isinstance(value, str)) or (
-                isinstance(value, int | float) and not isinstance(value, bool)
-            ):
-                item[key] = value
+        item = {d: entry[d] for d in dimensions if d in entry}
+        for source, short in BREAKDOWN_COUNTS:
+            value = entry.get(source)
+            if value:
+                item[short] = value
         kept.append(item)
     return kept
+
+
+def _extras(record: dict) -> dict:
+    """What dashboards use beyond the four counters: interactions, lines suggested/deleted,
+    feature flags, credits, the adoption phase, CLI usage and the breakdowns (trimmed)."""
+    get = record.get
+    extras: dict = {
+        "interactions": number(get("user_initiated_interaction_count")),
+        "loc_suggested_to_add": number(get("loc_suggested_to_add_sum")),
+        "loc_suggested_to_delete": number(get("loc_suggested_to_delete_sum")),
+        "loc_deleted": number(get("loc_deleted_sum")),
+    }
+    used = [key[5:] for key in FLAGS if get(key) is True]
+    if used:
+        extras["used"] = used
+    credits = get("ai_credits_used")
+    if isinstance(credits, int | float) and not isinstance(credits, bool):
+        extras["ai_credits_used"] = credits
+    phase = get("ai_adoption_phase")
+    # Its shape varies between sources: keep a label if one is there, never fail on it.
+    if isinstance(phase, dict):
+        label = phase.get("phase") or phase.get("name") or phase.get("phase_number")
+        if label is not None:
+            extras["adoption_phase"] = str(label)[:50]
+    elif isinstance(phase, str | int):
+        extras["adoption_phase"] = str(phase)[:50]
+    for source, target, dimensions in BREAKDOWNS:
+        entries = get(source)
+        if entries and isinstance(entries, list):
+            extras[target] = _breakdown(entries, dimensions)
+    cli = get("totals_by_cli")
+    if isinstance(cli, dict):
+        usage = cli.get("token_usage") if isinstance(cli.get("token_usage"), dict) else {}
+        extras["cli"] = {
+            "requests": number(cli.get("request_count")),
+            "prompts": number(cli.get("prompt_count")),
+            "output_tokens": number(usage.get("output_tokens_sum")),
+            "prompt_tokens": number(usage.get("prompt_tokens_sum")),
+        }
+    return extras
 
 
 def user_row(line: int, record: dict) -> MetricRow:
@@ -107,41 +150,10 @@ def user_row(line: int, record: dict) -> MetricRow:
     suggestions = count(record, "code_generation_activity_count")
     acceptances = count(record, "code_acceptance_activity_count")
     completions = count(record, "loc_added_sum")
-    extras: dict = {
-        "interactions": count(record, "user_initiated_interaction_count"),
-        "loc_suggested_to_add": count(record, "loc_suggested_to_add_sum"),
-        "loc_suggested_to_delete": count(record, "loc_suggested_to_delete_sum"),
-        "loc_deleted": count(record, "loc_deleted_sum"),
-    }
-    flags = {key[5:]: True for key in FLAGS if record.get(key) is True}
-    if flags:
-        extras["used"] = flags
-    credits = record.get("ai_credits_used")
-    if credits is not None:
-        extras["ai_credits_used"] = number(credits)
-    phase = record.get("ai_adoption_phase")
-    # Its shape varies between sources: keep a label if one is there, never fail on it.
-    if isinstance(phase, dict):
-        label = phase.get("phase") or phase.get("name") or phase.get("phase_number")
-        if label is not None:
-            extras["adoption_phase"] = str(label)[:50]
-    elif isinstance(phase, str | int):
-        extras["adoption_phase"] = str(phase)[:50]
-    for source, target in BREAKDOWNS.items():
-        entries = _breakdown(record.get(source))
-        if entries:
-            extras[target] = entries
     sessions = 0
     cli = record.get("totals_by_cli")
     if isinstance(cli, dict):
         sessions = as_count(cli.get("session_count") or 0, "totals_by_cli.session_count")
-        usage = cli.get("token_usage") if isinstance(cli.get("token_usage"), dict) else {}
-        extras["cli"] = {
-            "requests": number(cli.get("request_count")),
-            "prompts": number(cli.get("prompt_count")),
-            "output_tokens": number(usage.get("output_tokens_sum")),
-            "prompt_tokens": number(usage.get("prompt_tokens_sum")),
-        }
     return MetricRow(
         line=line,
         date=day,
@@ -150,7 +162,7 @@ def user_row(line: int, record: dict) -> MetricRow:
         acceptances=acceptances,
         completions=completions,
         sessions=sessions,
-        extras=extras,
+        extras=_extras(record),
         login=login,
         github_id=user_id,
     )

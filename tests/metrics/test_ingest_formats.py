@@ -35,9 +35,17 @@ def test_copilot_users_ndjson_sample(org_a, tmp_path):
     )
     assert hubot.date == dt.date(2026, 4, 25)
     assert hubot.extras["interactions"] == 24
-    assert hubot.extras["used"] == {"cli": True}
-    assert hubot.extras["by_language_feature"][0]["language"] == "typescript"
+    assert hubot.extras["used"] == ["cli"]
+    assert hubot.extras["by_language_feature"][0] == {
+        "language": "typescript",
+        "feature": "copilot_cli",
+        "generated": 23,
+        "accepted": 23,
+        "loc_added": 330,
+    }
     assert hubot.extras["ai_credits_used"] == 2.5
+    assert hubot.extras["adoption_phase"] == "Phase 2"
+    assert hubot.extras["cli"]["requests"] == 187
     assert (octocat.suggestions, octocat.sessions) == (0, 16)
 
 
@@ -48,6 +56,7 @@ def test_copilot_json_array_sample_named_txt(org_a, tmp_path):
     (row,) = rows(org_a)
     assert (row.suggestions, row.acceptances, row.completions, row.sessions) == (1, 1, 8, 2)
     assert row.extras["by_ide"][0]["ide"] == "vscode"
+    assert row.extras["loc_suggested_to_add"] == 10
 
 
 def test_claude_code_page_sample(org_a, tmp_path):
