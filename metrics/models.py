@@ -257,6 +257,10 @@ class DailyDeveloperMetric(TenantModel):
                     "sessions",
                 ],
             ),
+            # Tools and their latest day (freshness, the tool filter): a loose index scan.
+            models.Index(
+                fields=["organization", "tool", "date"], name="daily_metrics_org_tool_idx"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

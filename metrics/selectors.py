@@ -104,21 +104,23 @@ def overview(org_id, f: Filters) -> dict:
     active_daily = dict(
         _rows(
             f"""
-            SELECT date, count(DISTINCT developer_identity_id) FROM daily_developer_metrics
-            WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-            {_tool_clause(f)}
-            GROUP BY date
+            SELECT date, count(*) FROM (
+                SELECT DISTINCT date, developer_identity_id FROM daily_developer_metrics
+                WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
+                {_tool_clause(f)}
+            ) active GROUP BY date
             """,
             params,
         )
     )
     active_weekly = _rows(
         f"""
-        SELECT date_trunc('week', date)::date AS week, count(DISTINCT developer_identity_id)
-        FROM daily_developer_metrics
-        WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-        {_tool_clause(f)}
-        GROUP BY week ORDER BY week
+        SELECT week, count(*) FROM (
+            SELECT DISTINCT date_trunc('week', date)::date AS week, developer_identity_id
+            FROM daily_developer_metrics
+            WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
+            {_tool_clause(f)}
+        ) active GROUP BY week ORDER BY week
         """,
         params,
     )
