@@ -44,22 +44,11 @@ ANSWERS = [
 
 @contextmanager
 def background(env: dict):
-    """A Celery worker (all queues) and the outbox relay, like `make run`."""
+    """The Celery workers and the outbox relay, as `make run` starts them."""
+    from tap.devenv import worker_commands
+
     commands = {
-        "worker": [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tap",
-            "worker",
-            "--queues",
-            "default,email,ai,analysis,ingest",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "WARNING",
-        ],
+        **worker_commands(),
         "relay": [sys.executable, "manage.py", "outbox_relay", "--poll", "0.2"],
     }
     processes = []

@@ -405,39 +405,37 @@ QUEUES = ("default", "email", "ai", "analysis", "ingest")
 
 
 def worker_commands() -> dict[str, list[str]]:
-    """Celery workers: one for every queue (a small machine), or with TAP_WORKER_SPLIT=1 one
-    per queue, so a slow analysis never holds up an interviewer's reply. Concurrency comes
-    from TAP_WORKER_CONCURRENCY, or TAP_WORKER_CONCURRENCY_<QUEUE> for a split worker."""
-    default_concurrency = os.environ.get("TAP_WORKER_CONCURRENCY", "2")
+    """The Celery workers `make run` starts.
 
-    def worker(queues: str, concurrency: str, name: str) -> list[str]:
+    Interviewer replies spend their time waiting on the model, so the `ai` queue has a
+    worker of its own with a thread pool (TAP_AI_WORKER_THREADS, default 8): a slow reply
+    never holds up another, and an analysis or an ingestion never holds up a reply. The
+    other queues share one prefork worker (TAP_WORKER_CONCURRENCY, default 2). With
+    TAP_WORKER_SPLIT=1 every queue gets its own worker (TAP_WORKER_CONCURRENCY_<QUEUE>)."""
+    concurrency = os.environ.get("TAP_WORKER_CONCURRENCY", "2")
+
+    def worker(name: str, queues: str, size: str, pool: str = "prefork") -> list[str]:
         return [
             sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tap",
-            "worker",
-            "--queues",
-            queues,
-            "--concurrency",
-            concurrency,
-            "--hostname",
-            f"{name}@%h",
-            "--loglevel",
-            "INFO",
+            *("-m", "celery", "-A", "tap", "worker"),
+            *("--queues", queues, "--pool", pool, "--concurrency", size),
+            *("--hostname", f"{name}@%h", "--loglevel", "INFO"),
         ]
 
+    ai = {"worker-ai": worker("ai", "ai", os.environ.get("TAP_AI_WORKER_THREADS", "8"), "threads")}
+    others = [queue for queue in QUEUES if queue != "ai"]
     if os.environ.get("TAP_WORKER_SPLIT", "") in ("", "0", "false"):
-        queues = os.environ.get("TAP_WORKER_QUEUES", ",".join(QUEUES))
-        return {"worker": worker(queues, default_concurrency, "worker")}
+        return {"worker": worker("worker", ",".join(others), concurrency), **ai}
     return {
-        f"worker-{queue}": worker(
-            queue,
-            os.environ.get(f"TAP_WORKER_CONCURRENCY_{queue.upper()}", default_concurrency),
-            queue,
-        )
-        for queue in QUEUES
+        **{
+            f"worker-{queue}": worker(
+                queue,
+                queue,
+                os.environ.get(f"TAP_WORKER_CONCURRENCY_{queue.upper()}", concurrency),
+            )
+            for queue in others
+        },
+        **ai,
     }
 
 

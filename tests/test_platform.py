@@ -99,17 +99,20 @@ def test_invitation_tokens_are_redacted_from_logs():
 
 
 def test_make_run_splits_the_workers_per_queue_a_flag_away(monkeypatch):
+    def option(command, name):
+        return command[command.index(name) + 1]
+
     monkeypatch.delenv("TAP_WORKER_SPLIT", raising=False)
-    monkeypatch.delenv("TAP_WORKER_QUEUES", raising=False)
     together = devenv.worker_commands()
-    assert list(together) == ["worker"]
-    assert together["worker"][together["worker"].index("--queues") + 1] == (
-        "default,email,ai,analysis,ingest"
-    )
+    assert sorted(together) == ["worker", "worker-ai"]
+    assert option(together["worker"], "--queues") == "default,email,analysis,ingest"
+    # Replies wait on the model: a thread pool of their own.
+    assert option(together["worker-ai"], "--queues") == "ai"
+    assert option(together["worker-ai"], "--pool") == "threads"
     monkeypatch.setenv("TAP_WORKER_SPLIT", "1")
-    monkeypatch.setenv("TAP_WORKER_CONCURRENCY_AI", "4")
+    monkeypatch.setenv("TAP_WORKER_CONCURRENCY_ANALYSIS", "1")
     split = devenv.worker_commands()
     assert sorted(split) == sorted(f"worker-{q}" for q in devenv.QUEUES)
-    ai = split["worker-ai"]
-    assert ai[ai.index("--queues") + 1] == "ai"
-    assert ai[ai.index("--concurrency") + 1] == "4"
+    for queue in devenv.QUEUES:
+        assert option(split[f"worker-{queue}"], "--queues") == queue
+    assert option(split["worker-analysis"], "--concurrency") == "1"
