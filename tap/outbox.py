@@ -267,7 +267,15 @@ def execute(job_id, func, *, tenant: bool = True, atomic: bool = True) -> str:
             else:
                 func(**job.kwargs)
         except Exception as exc:
-            logger.exception("outbox job failed", extra={"job_id": str(job_id), "task": job.task})
+            logger.exception(
+                "outbox job failed",
+                # The job's org context has closed by now: name the org explicitly.
+                extra={
+                    "job_id": str(job_id),
+                    "task": job.task,
+                    "org_id": str(job.organization_id) if job.organization_id else None,
+                },
+            )
             _settle_failure(job, exc)
             return "failed"
         finally:

@@ -3,6 +3,7 @@ exactly one effect under duplicate delivery — with a real Celery worker on rea
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -242,3 +243,19 @@ def test_each_queue_has_its_time_limits_and_a_lease_just_past_them(org_a, settin
     assert timedelta(seconds=hard) < leases[ai] <= timedelta(seconds=hard + margin)
     ingest_hard = settings.TAP_QUEUE_TIME_LIMITS["ingest"][1]
     assert leases[ingest] > timedelta(seconds=ingest_hard)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_a_failed_job_is_logged_with_its_organisation(org_a, caplog):
+    with org_context(org_a.id):
+        outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
+    # The tap loggers do not propagate to the root, where caplog listens.
+    logger = logging.getLogger("tap.outbox")
+    logger.addHandler(caplog.handler)
+    try:
+        outbox.run_due_inline()
+    finally:
+        logger.removeHandler(caplog.handler)
+    (failed,) = [r for r in caplog.records if r.getMessage() == "outbox job failed"]
+    assert failed.org_id == str(org_a.id)
+    assert failed.task == "tests.always_fails"
