@@ -110,3 +110,28 @@ class RequestContextMiddleware:
             return response
         finally:
             request_id_var.reset(token)
+
+
+def sentry_before_send(event: dict, hint: dict) -> dict:
+    """What reaches Sentry (SENTRY_DSN): no request body, cookies or headers — a chat post's
+    body is a participant's words — and no participant or invitation token in any URL."""
+    request = event.get("request") or {}
+    for key in ("data", "cookies", "headers", "query_string"):
+        request.pop(key, None)
+    if "url" in request:
+        request["url"] = redact(request["url"])
+    for crumb in (event.get("breadcrumbs") or {}).get("values", []):
+        if isinstance(crumb.get("message"), str):
+            crumb["message"] = redact(crumb["message"])
+        data = crumb.get("data") or {}
+        if isinstance(data.get("url"), str):
+            data["url"] = redact(data["url"])
+    if isinstance(event.get("transaction"), str):
+        event["transaction"] = redact(event["transaction"])
+    if isinstance(event.get("message"), str):
+        event["message"] = redact(event["message"])
+    logentry = event.get("logentry") or {}
+    for key in ("message", "formatted"):
+        if isinstance(logentry.get(key), str):
+            logentry[key] = redact(logentry[key])
+    return event

@@ -270,6 +270,27 @@ TAP_ANALYSIS_CONCURRENCY = env.int("TAP_ANALYSIS_CONCURRENCY", default=4)
 TAP_AI_PRICE_INPUT_PER_MTOK = env.float("TAP_AI_PRICE_INPUT_PER_MTOK", default=3.0)
 TAP_AI_PRICE_OUTPUT_PER_MTOK = env.float("TAP_AI_PRICE_OUTPUT_PER_MTOK", default=15.0)
 
+# --- Errors to Sentry, only when SENTRY_DSN is set ----------------------------------------
+# No personal data: no request bodies, cookies, headers or user details, and tokens are
+# redacted from URLs (tap.logging.sentry_before_send).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    from tap.logging import sentry_before_send
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        send_default_pii=False,
+        max_request_body_size="never",
+        before_send=sentry_before_send,
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
+
 # --- Logging: one JSON object a line, with request / org / task ids (tap/logging.py) --------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # One INFO line per request (method, redacted path, status, duration, org) from the app.
