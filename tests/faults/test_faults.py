@@ -8,6 +8,7 @@ tests/campaigns/test_campaign_emails.py and tests/conversations/test_reply_anthr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import date, timedelta
 
 import pytest
 from django.db.models import Count
@@ -298,3 +300,75 @@ def test_postgres_restarted_under_traffic(postgres, redis):
         answers, jobs, _ = counts()
         assert answers == jobs == 2
         wait_for(lambda: counts()[2] == 0, timeout=60, what="both replies")
+
+
+def copilot_users_ndjson(path, *, developers: int, days: int) -> int:
+    """A Copilot users report shaped like the sample, `developers` x `days` lines."""
+    feature = {
+        "feature": "code_completion",
+        "user_initiated_interaction_count": 0,
+        "code_generation_activity_count": 40,
+        "code_acceptance_activity_count": 12,
+        "loc_suggested_to_add_sum": 300,
+        "loc_suggested_to_delete_sum": 10,
+        "loc_added_sum": 120,
+        "loc_deleted_sum": 5,
+    }
+    sample = {
+        "organization_id": "100000001",
+        "enterprise_id": "200001",
+        "code_generation_activity_count": 40,
+        "code_acceptance_activity_count": 12,
+        "totals_by_ide": [],
+        "totals_by_feature": [feature],
+        "totals_by_language_feature": [{**feature, "language": "python"}],
+    }
+    start = date(2026, 1, 1)
+    with path.open("w") as out:
+        for d in range(days):
+            for i in range(developers):
+                record = {
+                    **sample,
+                    "user_id": 1000 + i,
+                    "user_login": f"dev{i:05d}",
+                    "day": (start + timedelta(days=d)).isoformat(),
+                    "user_initiated_interaction_count": i % 50,
+                }
+                out.write(json.dumps(record) + "\n")
+    return developers * days
+
+
+def test_an_ingestion_killed_half_way_leaves_nothing_and_a_rerun_completes(org_a, tmp_path):
+    from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
+
+    report = tmp_path / "copilot-users.ndjson"
+    lines = copilot_users_ndjson(report, developers=300, days=120)
+    command = [sys.executable, "manage.py", "ingest_metrics", "--org", org_a.slug, "--json"]
+    runs = MetricIngestionRun.all_objects.using("service").filter(organization=org_a)
+    ingest = subprocess.Popen(
+        [*command, str(report)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    wait_for(
+        lambda: runs.filter(status="processing").exists() or ingest.poll() is not None,
+        timeout=60,
+        interval=0.05,
+        what="the run to start",
+    )
+    time.sleep(1.0)  # well into the file
+    assert ingest.poll() is None, "the run finished before it could be killed: make it bigger"
+    ingest.send_signal(signal.SIGKILL)
+    ingest.wait(10)
+
+    def visible(model) -> int:
+        return model.all_objects.using("service").filter(organization=org_a).count()
+
+    assert visible(DailyDeveloperMetric) == 0  # nothing of the killed run
+    assert visible(DeveloperIdentity) == 0
+    done = subprocess.run(
+        [*command, str(report)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert (summary["status"], summary["rows_ingested"]) == ("succeeded", lines)
+    assert visible(DailyDeveloperMetric) == lines
+    assert visible(DeveloperIdentity) == 300
