@@ -328,7 +328,7 @@ def _describe(run, outcome) -> str:
 def runs_sweep() -> int:
     """Runs stuck in processing (the worker died mid-way; its transaction rolled back) are
     failed with a message, so nobody waits on a progress bar for ever."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=settings.TAP_OUTBOX_LEASE_SECONDS * 2)
+    cutoff = timezone.now() - 2 * outbox.lease_for("ingest")
     # A system job across organisations: the service connection, as reliability.md says.
     stuck = Run.all_objects.using("service").filter(
         status=Run.Status.PROCESSING, started_at__lt=cutoff
