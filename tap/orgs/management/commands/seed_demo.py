@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
 from campaigns.participant_input import parse_pasted
+from metrics import demo as metrics_demo
 from tap.orgs import services
 from tap.orgs.models import Organization, OrganizationMember, Role, User
 from tap.tenancy import org_context
@@ -108,6 +109,9 @@ class Command(BaseCommand):
                 )
         with org_context(org.pk, user_id=owner.pk):
             self._campaign(org, owner)
+        # Step 7 of the metrics issue: a few weeks of Copilot and Claude Code usage.
+        if metrics_demo.seed(org):
+            self.stdout.write("loaded demo metrics")
         self.stdout.write(
             self.style.SUCCESS(
                 "demo ready: owner@example.com, admin@example.com, member@example.com"
