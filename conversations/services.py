@@ -73,8 +73,7 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
         raise ValidationError("Write an answer before sending.")
     if "\x00" in body:  # PostgreSQL text cannot hold it, and no keyboard types it
         raise ValidationError(
-            "Your answer contains a null character, which can't be saved. Remove it and send "
-            "again."
+            "Your answer contains a null character, which can't be saved. Remove it and send again."
         )
     if len(body) > MAX_MESSAGE_CHARS:
         raise ValidationError(
