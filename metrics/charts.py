@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from django.http import HttpResponse
 
 WIDTH, HEIGHT = 720, 220
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 12, 12, 28
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 36, 12, 28
 SERIES_CLASSES = 8  # .chart-s0 … .chart-s7 in metrics-charts.css
 
 

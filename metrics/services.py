@@ -287,6 +287,10 @@ def _record(run, ingest, *, status, message="", rolled_back=False) -> None:
     )
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _describe(run, outcome) -> str:
     parts = []
     if run.detected_format == "identity_map":
@@ -299,8 +303,8 @@ def _describe(run, outcome) -> str:
             )
         else:
             parts.append(
-                f"{outcome.rows_new} new row(s), {outcome.rows_replaced} replaced with revised "
-                f"values, {outcome.rows_unchanged} unchanged."
+                f"{_n(outcome.rows_new, 'new row')}, {outcome.rows_replaced} replaced with "
+                f"revised values, {outcome.rows_unchanged} unchanged."
             )
     elif outcome.rows_ingested:
         parts.append(f"{outcome.rows_ingested} line(s) applied.")
@@ -318,7 +322,8 @@ def _describe(run, outcome) -> str:
             f"({timezone.localtime(previous.created_at):%Y-%m-%d %H:%M})."
         )
     if outcome.identities_created:
-        parts.append(f"{outcome.identities_created} new developer identit(ies).")
+        n = outcome.identities_created
+        parts.append(f"{n} new developer {'identity' if n == 1 else 'identities'}.")
     if outcome.rows_rejected:
         parts.append(f"{outcome.rows_rejected} bad line(s) skipped.")
     parts.extend(outcome.notes)

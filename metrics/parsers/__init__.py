@@ -231,11 +231,17 @@ def _ndjson(fmt: str, first: str, text, skipped: int) -> Iterator:
 
 
 def _json_document(first: str, text, position) -> Parsed:
+    try:
+        return _json_document_head(first, text, position)
+    except JSONStreamError as exc:
+        # Broken before the first record could be told apart: the whole file fails.
+        raise Refused(f"Broken JSON on line {exc.line}: {exc}.") from None
+
+
+def _json_document_head(first: str, text, position) -> Parsed:
     events = iter_document(text, prefix=first, stream_keys=frozenset({"data", "seats"}))
     try:
         head = next(events)
-    except JSONStreamError as exc:
-        raise Refused(f"Broken JSON on line {exc.line}: {exc}.") from None
     except StopIteration:
         raise Refused("The file holds an empty JSON document.") from None
     kind, key, _line, value = head

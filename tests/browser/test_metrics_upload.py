@@ -57,7 +57,7 @@ def test_upload_progress_succeeded_chart(page, org_a, dave, screenshot, tmp_path
 
     expect(status).to_have_attribute("data-status", "succeeded", timeout=10_000)
     expect(status.get_by_text("Succeeded")).to_be_visible()
-    expect(status.get_by_text("112 new row(s)")).to_be_visible()
+    expect(status.get_by_text("112 new rows")).to_be_visible()
     screenshot("metrics-run-succeeded")
 
     page.get_by_role("link", name="See the dashboard").click()
