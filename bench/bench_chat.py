@@ -33,13 +33,13 @@ CONCURRENCY = 16
 CLIENT_KEY = re.compile(r'name="client_key" value="([0-9a-f]+)"')
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 SINCE = re.compile(r'hx-get="/c/poll/\?since=([^"&]+)')
-ANSWERS = [
+ANSWERS = (
     "Mostly meetings ate the week.",
     "Our on-call rota was busy with alerts.",
     "Planning sessions ran long again.",
     "Waiting for decisions from other teams.",
     "Context switching between three projects.",
-]
+)
 
 
 @contextmanager
@@ -108,7 +108,12 @@ class Browser:
 
 
 def participant_run(
-    base: str, token: str, stats: dict, lock: threading.Lock, turns: int = TURNS
+    base: str,
+    token: str,
+    stats: dict,
+    lock: threading.Lock,
+    turns: int = TURNS,
+    answers: tuple[str, ...] = ANSWERS,
 ) -> None:
     browser = Browser(base)
     try:
@@ -123,7 +128,7 @@ def participant_run(
                     stats["closed_early"] = stats.get("closed_early", 0) + 1
                 break
             body = {
-                "body": f"Answer {turn}: {ANSWERS[(turn - 1) % len(ANSWERS)]}",
+                "body": answers[(turn - 1) % len(answers)],
                 "client_key": CLIENT_KEY.search(page).group(1),
                 "csrfmiddlewaretoken": CSRF.search(page).group(1),
             }
@@ -155,7 +160,10 @@ def participant_run(
             stats["errors"].append(repr(exc)[:200])
 
 
-def make_participants(n: int):
+MISSION = "Learn what slows engineering teams down: reviews, tests, tooling, docs."
+
+
+def make_participants(n: int, mission: str = MISSION):
     """A throw-away org with an active campaign and n participants holding links."""
     from campaigns import services as campaign_services
     from campaigns.models import Campaign, Participant
@@ -171,7 +179,7 @@ def make_participants(n: int):
             organization=org,
             name="Chat bench",
             status="active",
-            mission="Learn what slows engineering teams down: reviews, tests, tooling, docs.",
+            mission=mission,
             opening_question="What slowed you down last week?",
             settings={"max_follow_ups": 10},
         )

@@ -24,11 +24,27 @@ import threading
 import time
 import uuid
 
-from bench.bench_chat import Browser, background, make_participants, participant_run, verify
+from bench.bench_chat import (
+    ANSWERS,
+    Browser,
+    background,
+    make_participants,
+    participant_run,
+    verify,
+)
 from bench.lib import RESULTS_DIR, django_setup, percentile, serve
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 PASSWORD = "load-test-" + uuid.uuid4().hex[:12]  # a throw-away account
+# Broad enough that the interviewer has ten turns' worth to ask about (it ends early, as it
+# should, once every aspect of a narrower mission is covered).
+MISSION = (
+    "Learn what slows engineering teams down: code review latency, flaky test suites, build "
+    "tooling, missing documentation, release process, incident follow-ups, hiring pipeline, "
+    "architecture decisions, and cross-team dependencies."
+)
+# Now and then a short answer, which gets a gentle probe rather than the next topic.
+LOAD_ANSWERS = (*ANSWERS, "Not sure.")
 
 
 def creator_pages(org_slug: str, campaign_id: str) -> list[str]:
@@ -78,7 +94,7 @@ def run(participants: int, turns: int) -> dict:
     from tap.orgs import services as org_services
     from tap.tenancy import org_context
 
-    user, org, tokens = make_participants(participants)
+    user, org, tokens = make_participants(participants, MISSION)
     user.set_password(PASSWORD)
     user.save(update_fields=["password"])
     with org_context(org.id):
@@ -100,7 +116,8 @@ def run(participants: int, turns: int) -> dict:
             started = time.perf_counter()
             threads = [
                 threading.Thread(
-                    target=participant_run, args=(server.url, token, stats, lock, turns)
+                    target=participant_run,
+                    args=(server.url, token, stats, lock, turns, LOAD_ANSWERS),
                 )
                 for token in tokens
             ]
