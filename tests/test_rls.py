@@ -18,7 +18,7 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from campaigns.models import Campaign, CampaignEmail, Participant, ParticipantLink
-from conversations.models import CampaignAnalysis, Conversation, Message
+from conversations.models import CampaignAnalysis, Conversation, ConversationAnalysis, Message
 from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
 from tap import outbox
 from tap.models import TenantModel
@@ -92,6 +92,9 @@ def fill_org(org, owner) -> dict:
             client_key="k1",
         )
         CampaignAnalysis.objects.create(organization=org, campaign=campaign)
+        ConversationAnalysis.objects.create(
+            organization=org, conversation=conversation, engine="local", input_hash="h"
+        )
         identity = DeveloperIdentity.objects.create(organization=org, github_login="octo")
         run = MetricIngestionRun.objects.create(organization=org, file_name="f.ndjson")
         DailyDeveloperMetric.objects.create(
