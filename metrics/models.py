@@ -235,7 +235,7 @@ class DailyDeveloperMetric(TenantModel):
     extras = models.JSONField(default=dict, blank=True)
     ingestion_run = models.ForeignKey(
         MetricIngestionRun,
-        on_delete=models.RESTRICT,
+        on_delete=models.DO_NOTHING,
         related_name="+",
         db_index=False,
         db_constraint=False,
@@ -288,7 +288,7 @@ class CopilotSeat(TenantModel):
     assigning_team = models.CharField(max_length=200, blank=True)
     pending_cancellation_date = models.DateField(null=True, blank=True)
     ingestion_run = models.ForeignKey(
-        MetricIngestionRun, on_delete=models.RESTRICT, related_name="+"
+        MetricIngestionRun, on_delete=models.DO_NOTHING, related_name="+"
     )
 
     class Meta(TenantModel.Meta):

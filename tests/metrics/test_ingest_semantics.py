@@ -192,3 +192,17 @@ def test_an_organisation_with_metrics_can_be_deleted(org_a, alice, tmp_path):
         .filter(organization_id=org_a.id)
         .exists()
     )
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_a_run_that_still_has_rows_cannot_be_deleted(org_a, tmp_path):
+    from django.db import IntegrityError, transaction
+
+    from metrics.models import MetricIngestionRun
+
+    run = ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record()])))
+    runs = MetricIngestionRun.all_objects.using("service").filter(pk=run.pk)
+    with pytest.raises(IntegrityError), transaction.atomic(using="service"):
+        runs.delete()
+    assert runs.exists()
+    assert len(rows(org_a)) == 1
