@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import html
 import http.client
 import os
 import re
@@ -32,7 +33,7 @@ TURNS = 5
 CONCURRENCY = 16
 CLIENT_KEY = re.compile(r'name="client_key" value="([0-9a-f]+)"')
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-SINCE = re.compile(r'hx-get="/c/poll/\?since=([^"&]+)')
+POLL_URL = re.compile(r'hx-get="(/c/poll/\?[^"]+)"')
 ANSWERS = (
     "Mostly meetings ate the week.",
     "Our on-call rota was busy with alerts.",
@@ -141,16 +142,14 @@ def participant_run(
             assert status == 200, f"POST answered {status}"
             with lock:
                 stats["posted"] = stats.get("posted", 0) + 1
-            since = SINCE.search(page)
-            while since:
+            poll = POLL_URL.search(page)
+            while poll:  # the URL exactly as the page's hx-get has it
                 time.sleep(1.0)
-                status, partial, _ = browser.request(
-                    "GET", f"/c/poll/?since={since.group(1)}", htmx=True
-                )
+                status, partial, _ = browser.request("GET", html.unescape(poll[1]), htmx=True)
                 assert status in (200, 204), f"poll answered {status}"
                 if status == 200:
                     page = partial
-                    since = SINCE.search(partial)
+                    poll = POLL_URL.search(partial)
             with lock:
                 stats["post_ms"].append((posted - started) * 1000)
                 stats["reply_ms"].append((time.perf_counter() - started) * 1000)

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, Participant
+from conversations import pollstate
 from conversations.models import Conversation, Message
 from tap import outbox
 from tap.orgs.services import audit
@@ -136,6 +137,7 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
             conversation_id=str(conversation.pk),
             turn=turn,
         )
+        pollstate.forget_on_commit(conversation.pk)
     return message, True
 
 
@@ -155,6 +157,7 @@ def reply_retry(*, conversation: Conversation) -> None:
             conversation_id=str(conversation.pk),
             turn=conversation.participant_turns,
         )
+        pollstate.forget_on_commit(conversation.pk)
 
 
 def reply_store(*, conversation_id, turn: int, reply) -> Message | None:
@@ -207,11 +210,13 @@ def reply_store(*, conversation_id, turn: int, reply) -> Message | None:
             conversation.follow_ups_asked += 1
             fields.append("follow_ups_asked")
         conversation.save(update_fields=[*fields, "updated_at"])
+        pollstate.forget_on_commit(conversation.pk)
     return message
 
 
 def reply_failed(*, conversation_id, turn: int, error: str) -> None:
     """The interviewer could not answer after every retry: tell the participant calmly."""
+    pollstate.forget_on_commit(conversation_id)
     Conversation.objects.filter(
         pk=conversation_id, participant_turns=turn, awaiting_reply=True
     ).update(
@@ -259,6 +264,7 @@ def conversation_end_by_participant(*, participant: Participant) -> Conversation
         conversation.save(
             update_fields=["awaiting_reply", "status", "ended_at", "end_reason", "updated_at"]
         )
+        pollstate.forget_on_commit(conversation.pk)
         audit(
             org_id=conversation.organization_id,
             actor=None,

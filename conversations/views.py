@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from campaigns import links
 from campaigns.models import Campaign, Participant
 from campaigns.participant_views import link_participant, participant_page
-from conversations import services
+from conversations import pollstate, services
 from conversations.models import Conversation, Message
 from tap import ratelimit
 from tap.tenancy import org_context
@@ -101,6 +101,7 @@ def _context(participant, conversation, *, body="", error="", focus=False) -> di
         "conversation": conversation,
         "chat": _messages(campaign, conversation),
         "state": _state(conversation),
+        "poll_token": pollstate.poll_token(conversation.pk) if conversation else "",
         "awaiting": bool(conversation and conversation.awaiting_reply),
         "completed": bool(conversation and conversation.status == Conversation.Status.COMPLETED),
         # A fresh key per form: the same form sent twice is one message (services.message_post).
@@ -183,11 +184,19 @@ def poll(request):
     once the reply is there)."""
     if not _htmx(request):
         return redirect("chat:home")
+    since = request.GET.get("since", "")
+    # The fast answer (conversations.pollstate): nothing changed since the last full one.
+    polled = pollstate.conversation_from_token(request.GET.get("c", ""))
+    if polled is not None and since and pollstate.cached(polled) == since:
+        return HttpResponse(status=204)
     with _session_participant(request) as participant:
         if participant.campaign.status != Campaign.Status.ACTIVE:
             return _to_chat(request)
         conversation = _conversation(participant)
-        if request.GET.get("since") == _state(conversation):
+        state = _state(conversation)
+        if conversation is not None and conversation.pk == polled:
+            pollstate.remember(conversation.pk, state)
+        if since == state:
             return HttpResponse(status=204)
         context = _context(participant, conversation, focus=True)
         context["keep_draft"] = request.GET.get("draft") == "1"

@@ -4,6 +4,7 @@ retry after a failure, "I'm done", resuming, headers, escaping and query counts.
 
 from __future__ import annotations
 
+import html as html_module
 import re
 import uuid
 
@@ -182,6 +183,61 @@ def test_an_htmx_post_gets_the_partial_and_polling_ends_with_the_reply(client, c
     # The answer box comes back on, out of band, with the focus.
     assert '<footer id="composer" class="card-footer bg-body py-3" hx-swap-oob="true">' in html
     assert re.search(r"<textarea[^>]*\bautofocus\b", html)
+
+
+def poll_url(page: str) -> str:
+    """The poll URL exactly as the page's hx-get has it."""
+    return html_module.unescape(re.search(r'hx-get="(/c/poll/\?[^"]+)"', page)[1])
+
+
+def test_waiting_polls_are_answered_from_the_cache_until_something_changes(
+    client, chat, org_a, django_assert_max_num_queries
+):
+    page = send(client, "Code review, mostly.", **HX).content.decode()
+    url = poll_url(page)
+    # The first poll takes the full path and remembers the state …
+    assert client.get(url, **HX).status_code == 204
+    # … the next ones answer from it: no link lookup, no tenant context, no conversation —
+    # only the session row the middleware reads.
+    with django_assert_max_num_queries(POLL_QUERIES) as ctx:
+        quick = client.get(url, **HX)
+    (only,) = data_queries(ctx)
+    assert only.startswith('SELECT "django_session"')
+    assert quick.status_code == 204
+    assert_private(quick)
+    # The reply forgets it when it commits: the very next poll shows the reply.
+    outbox.run_due_inline()
+    answered = client.get(url, **HX)
+    assert answered.status_code == 200
+    assert WAITING not in answered.content.decode()
+
+
+def test_a_forged_or_foreign_poll_token_gets_no_shortcut(client, chat, org_a):
+    page = send(client, "Code review, mostly.", **HX).content.decode()
+    url = poll_url(page)
+    client.get(url, **HX)  # remembered for this conversation
+    forged = re.sub(r"c=[^&]+", "c=" + str(uuid.uuid4()), url)
+    stranger = Client()  # no session: the full path, which is the ordinary 404
+    assert stranger.get(url, **HX).status_code == 204  # a 204 says nothing …
+    assert stranger.get(forged, **HX).status_code == 404  # … and a forged one gets the check
+    outbox.run_due_inline()
+    assert stranger.get(url, **HX).status_code == 404  # once it changed: checked again
+
+
+def test_polls_work_without_the_cache(client, chat, org_a, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_timeout": 0.2, "socket_connect_timeout": 0.2},
+        }
+    }
+    settings.TAP_PARTICIPANT_POST_RATE = "100/60"
+    page = send(client, "Code review, mostly.", **HX).content.decode()
+    url = poll_url(page)
+    assert client.get(url, **HX).status_code == 204
+    outbox.run_due_inline()
+    assert client.get(url, **HX).status_code == 200
 
 
 def test_the_poll_is_for_htmx_only(client, chat):
