@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('metrics', '0005_lean_daily_metric_indexes'),
-        ('orgs', '0002_organization_transcript_retention'),
+        ("metrics", "0005_lean_daily_metric_indexes"),
+        ("orgs", "0002_organization_transcript_retention"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='dailydevelopermetric',
-            index=models.Index(fields=['organization', 'tool', 'date'], name='daily_metrics_org_tool_idx'),
+            model_name="dailydevelopermetric",
+            index=models.Index(
+                fields=["organization", "tool", "date"], name="daily_metrics_org_tool_idx"
+            ),
         ),
     ]
