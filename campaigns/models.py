@@ -85,6 +85,16 @@ class Participant(TenantModel):
     opened_at = models.DateTimeField(null=True, blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True)
     bounce_reason = models.CharField(max_length=500, blank=True)
+    # The developer behind the address (metrics), matched by email; an admin may unlink a
+    # wrong match, and it then stays unlinked (campaigns.identities).
+    developer_identity = models.ForeignKey(
+        "metrics.DeveloperIdentity",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="participants",
+    )
+    identity_unlinked = models.BooleanField(default=False)
 
     class Meta(TenantModel.Meta):
         db_table = "participants"

@@ -95,7 +95,11 @@ def campaign_participants(*, campaign, status: str = ""):
     if status:
         participants = participants.filter(status=status)
     conversation = Conversation.objects.filter(participant=OuterRef("pk")).values("pk")[:1]
-    return participants.annotate(conversation_id=Subquery(conversation)).order_by("email", "pk")
+    return (
+        participants.annotate(conversation_id=Subquery(conversation))
+        .select_related("developer_identity")
+        .order_by("email", "pk")
+    )
 
 
 def participant_conversation_id(*, participant):

@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from campaigns import identities
 from campaigns.models import Campaign, CampaignEmail, Participant, ParticipantLink
 from campaigns.participant_input import ParsedList
 from campaigns.settings_schema import CampaignSettings
@@ -244,6 +245,7 @@ class AddReport:
     already_there: list[str] = field(default_factory=list)
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     invited: int = 0
+    linked: int = 0  # matched to a known developer (campaigns.identities)
 
 
 def participants_add(*, actor, campaign: Campaign, parsed: ParsedList) -> AddReport:
@@ -281,6 +283,9 @@ def participants_add(*, actor, campaign: Campaign, parsed: ParsedList) -> AddRep
                 target=campaign,
                 count=len(new),
             )
+        if new:
+            # The developers behind the new addresses, when metrics know them.
+            report.linked = identities.participants_link(campaign=campaign)
         if campaign.status == S.ACTIVE:
             report.invited = invite_pending(campaign)
     return report

@@ -16,6 +16,7 @@ urlpatterns: list = [
     path("<uuid:campaign_id>/participants/add/", views.participants_add, name="participants_add"),
     path(f"{participant}/resend/", views.participant_resend, name="participant_resend"),
     path(f"{participant}/revoke/", views.participant_revoke, name="participant_revoke"),
+    path(f"{participant}/unlink/", views.participant_unlink, name="participant_unlink"),
     path(f"{participant}/remove/", views.participant_remove, name="participant_remove"),
     path(f"{participant}/erase/", views.participant_erase, name="participant_erase"),
     path(

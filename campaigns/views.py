@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 
-from campaigns import privacy, selectors, services
+from campaigns import identities, privacy, selectors, services
 from campaigns.forms import (
     CampaignEditForm,
     CampaignFilterForm,
@@ -220,6 +220,7 @@ def _report_for_session(report: services.AddReport, source: str) -> dict:
         "source": source,
         "added": report.added,
         "invited": report.invited,
+        "linked": report.linked,
         "already_there": len(report.already_there),
         "already_sample": report.already_there[:20],
         "rejected_total": len(report.rejected),
@@ -265,6 +266,16 @@ def participant_resend(request, campaign_id, participant_id):
         _error(request, exc)
     else:
         messages.success(request, f"A new invitation to {participant.email} is on its way.")
+    return _to_detail(request, campaign)
+
+
+@org_view(VIEW, write_perm=MANAGE, methods=("POST",))
+def participant_unlink(request, campaign_id, participant_id):
+    """A wrong developer match (campaigns.identities): unlink it for good."""
+    campaign = _campaign(campaign_id)
+    participant = _participant(campaign, participant_id)
+    identities.participant_identity_unlink(actor=request.user, participant=participant)
+    messages.success(request, f"{participant.email} is no longer linked to a developer.")
     return _to_detail(request, campaign)
 
 
