@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -364,14 +364,20 @@ def _store(analysis_id, input_hash, snap, result: Result, usage: Usage, engine, 
 
 def changed_since(*, campaign: Campaign, analysis: CampaignAnalysis) -> int:
     """Conversations with participant answers that are new or changed since the analysis
-    read its inputs (one COUNT)."""
+    read its inputs, plus analysed ones that are gone since (a participant erased, transcripts
+    past the retention period): one query."""
     if not analysis.has_result or analysis.inputs_at is None:
         return 0
-    return (
-        Conversation.objects.filter(campaign=campaign, participant_turns__gt=0)
-        .filter(Q(updated_at__gt=analysis.inputs_at) | Q(created_at__gt=analysis.inputs_at))
-        .count()
+    analysed = list(analysis.conversations)
+    counts = Conversation.objects.filter(campaign=campaign).aggregate(
+        changed=Count(
+            "pk",
+            filter=Q(participant_turns__gt=0)
+            & (Q(updated_at__gt=analysis.inputs_at) | Q(created_at__gt=analysis.inputs_at)),
+        ),
+        still_there=Count("pk", filter=Q(pk__in=analysed or [None])),
     )
+    return counts["changed"] + len(analysed) - counts["still_there"]
 
 
 # --- beat ----------------------------------------------------------------------------------

@@ -127,6 +127,21 @@ def test_stale_notice_counts_new_conversations(org_a, alice, client_for):
     assert "4 conversations</strong> since this analysis" in html
 
 
+def test_stale_notice_counts_erased_conversations_too(org_a, alice, client_for):
+    from campaigns import privacy
+    from campaigns.models import Participant
+
+    campaign, _truth = planted_campaign(org_a, alice)
+    analysed(org_a, campaign)
+    with org_context(org_a.id):
+        talked = Participant.objects.filter(conversation__participant_turns__gt=0)
+        gone = list(talked.order_by("email")[:2])
+    for participant in gone:
+        privacy.participant_erase(actor=alice, participant=participant)
+    html = client_for(alice).get(url("page", org_a, campaign)).content.decode()
+    assert "2 conversations</strong> since this analysis" in html
+
+
 def test_members_read_but_cannot_refresh(org_a, alice, bob, client_for):
     campaign, _truth = planted_campaign(org_a, alice)
     client = client_for(bob)
