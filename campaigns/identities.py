@@ -8,11 +8,14 @@ Everything here runs inside the organisation's context.
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Lower
 
 from campaigns.models import Campaign, Participant
+from metrics import selectors
 from metrics.models import DeveloperIdentity
 from tap.orgs.services import audit
 
@@ -50,3 +53,61 @@ def participant_identity_unlink(*, actor, participant: Participant) -> None:
                 action="participant.identity_unlinked",
                 target=participant,
             )
+
+
+# --- campaigns drawn from developer cohorts ------------------------------------------------
+
+TIER_LABELS = {
+    "heavy": "Heavy {tool} users",
+    "moderate": "Moderate {tool} users",
+    "light": "Light {tool} users",
+    "none": "Developers without {tool} usage",
+}
+TOOL_LABELS = {"copilot": "Copilot", "claude_code": "Claude Code"}
+
+
+def cohort_choices(org_id, today: date) -> list[tuple[str, str]]:
+    """(value, label) of every cohort a campaign can be drawn from, with its size: seats
+    assigned but never used or idle, usage tiers per tool over the last four weeks, teams."""
+    choices = []
+    seats = selectors.seat_utilisation(org_id, today)
+    if seats["licensed"]:
+        idle = len(seats["idle"])
+        choices += [
+            ("seats:never", f"Copilot seat assigned, never used ({seats['never']})"),
+            ("seats:idle", f"Copilot seat, not used in 30 days ({idle})"),
+        ]
+    start, end = selectors.default_range(org_id, today)
+    for tool in selectors.tools(org_id):
+        members = selectors.cohort_members(org_id, selectors.Filters(start, end, tool), by="tier")
+        name = TOOL_LABELS.get(tool, tool)
+        for tier in ("heavy", "moderate", "light", "none"):
+            size = len(members.get(tier, ()))
+            if size:
+                choices.append(
+                    (f"tier:{tool}:{tier}", f"{TIER_LABELS[tier].format(tool=name)} ({size})")
+                )
+    teams = selectors.cohort_members(org_id, selectors.Filters(start, end), by="team")
+    for team in sorted(teams):
+        choices.append((f"team:{team}", f"Team {team} ({len(teams[team])})"))
+    return choices
+
+
+def cohort_identities(org_id, value: str, today: date) -> list[DeveloperIdentity]:
+    """The developers of one cohort (a value from `cohort_choices`)."""
+    kind, _, rest = value.partition(":")
+    start, end = selectors.default_range(org_id, today)
+    if kind == "seats" and rest in ("never", "idle"):
+        seats = selectors.seat_utilisation(org_id, today)
+        ids = {p["id"] for p in seats["idle"] if rest == "idle" or p["never"]}
+    elif kind == "tier":
+        tool, _, tier = rest.partition(":")
+        members = selectors.cohort_members(org_id, selectors.Filters(start, end, tool), by="tier")
+        ids = members.get(tier, set())
+    elif kind == "team":
+        ids = selectors.cohort_members(org_id, selectors.Filters(start, end), by="team").get(
+            rest, set()
+        )
+    else:
+        ids = set()
+    return list(DeveloperIdentity.objects.filter(pk__in=ids).order_by("github_login", "email"))

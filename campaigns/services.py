@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -289,6 +290,23 @@ def participants_add(*, actor, campaign: Campaign, parsed: ParsedList) -> AddRep
         if campaign.status == S.ACTIVE:
             report.invited = invite_pending(campaign)
     return report
+
+
+def participants_from_cohort(*, actor, campaign: Campaign, cohort: str, today: date):
+    """Add a cohort's developers as participants (linked to them). Developers without a
+    known address are listed as rejected, with the reason."""
+    developers = identities.cohort_identities(campaign.organization_id, cohort, today)
+    if not developers:
+        raise ValidationError("That group has no developers now. Choose another.")
+    parsed = ParsedList()
+    seen: set[str] = set()
+    for number, person in enumerate(developers, start=1):
+        label = person.github_login or person.display_name or str(person.pk)
+        if person.email:
+            parsed.add(number, label, person.email, person.display_name, seen)
+        else:
+            parsed.rejected.append((number, label, "no email address known for this developer"))
+    return participants_add(actor=actor, campaign=campaign, parsed=parsed)
 
 
 HELD_WHILE_PAUSED = "held while the campaign is paused"

@@ -14,6 +14,11 @@ urlpatterns: list = [
     path("<uuid:campaign_id>/edit/", views.campaign_edit, name="edit"),
     path("<uuid:campaign_id>/transition/", views.campaign_transition, name="transition"),
     path("<uuid:campaign_id>/participants/add/", views.participants_add, name="participants_add"),
+    path(
+        "<uuid:campaign_id>/participants/add/cohort/",
+        views.participants_from_cohort,
+        name="participants_from_cohort",
+    ),
     path(f"{participant}/resend/", views.participant_resend, name="participant_resend"),
     path(f"{participant}/revoke/", views.participant_revoke, name="participant_revoke"),
     path(f"{participant}/unlink/", views.participant_unlink, name="participant_unlink"),

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 
@@ -252,8 +253,35 @@ def participants_add(request, campaign_id):
     return render(
         request,
         "campaigns/participants_add.html",
-        {"campaign": campaign, "form": form, "report": report},
+        {
+            "campaign": campaign,
+            "form": form,
+            "report": report,
+            # Groups of developers from the organisation's metrics (campaigns.identities).
+            "cohorts": identities.cohort_choices(request.org.id, timezone.localdate()),
+        },
     )
+
+
+@org_view(MANAGE, methods=("POST",))
+def participants_from_cohort(request, campaign_id):
+    """Add a developer cohort (seats never used, heavy Claude Code users, a team …)."""
+    campaign = _campaign(campaign_id)
+    cohort = request.POST.get("cohort", "")
+    try:
+        report = services.participants_from_cohort(
+            actor=request.user, campaign=campaign, cohort=cohort, today=timezone.localdate()
+        )
+    except ValidationError as exc:
+        _error(request, exc)
+    else:
+        label = dict(identities.cohort_choices(request.org.id, timezone.localdate())).get(
+            cohort, "developer group"
+        )
+        request.session[f"campaigns:add-report:{campaign.pk}"] = _report_for_session(
+            report, label.rsplit(" (", 1)[0]
+        )
+    return redirect("campaigns:participants_add", request.org.slug, campaign.pk)
 
 
 @org_view(VIEW, write_perm=MANAGE, methods=("POST",))

@@ -427,6 +427,56 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
+    """{cohort name: developer identity ids}: by team, by adoption month (first day with
+    usage), or by usage tier — heavy / moderate / light by percentile of suggestions in the
+    range among those who used the tool, and none (`TIERS`). Campaigns draw participants from
+    these, and the analysis breaks down by tier."""
+    params = _params(org_id, f)
+    members: dict[str, set] = defaultdict(set)
+    if by == "team":
+        for identity_id, team in DeveloperTeam.objects.values_list("developer_identity_id", "team"):
+            members[team].add(identity_id)
+    elif by == "adoption":
+        for identity_id, first in _rows(
+            f"""
+            SELECT developer_identity_id, min(date) FROM daily_developer_metrics
+            WHERE organization_id = %(org)s {_tool_clause(f)}
+            GROUP BY developer_identity_id
+            """,
+            params,
+        ):
+            members[first.strftime("%Y-%m")].add(identity_id)
+    else:
+        totals = dict(
+            _rows(
+                f"""
+                SELECT developer_identity_id, sum(suggestions) FROM daily_developer_metrics
+                WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
+                {_tool_clause(f)}
+                GROUP BY developer_identity_id
+                """,
+                params,
+            )
+        )
+        positive = sorted(v for v in totals.values() if v > 0)
+        p25, p75 = _percentile(positive, 0.25), _percentile(positive, 0.75)
+        everyone = DeveloperIdentity.objects.filter(api_key_name="").values_list("id", flat=True)
+        for identity_id in everyone:
+            value = totals.get(identity_id, 0)
+            tier = (
+                "none"
+                if value <= 0
+                else "heavy"
+                if value >= p75
+                else "moderate"
+                if value >= p25
+                else "light"
+            )
+            members[tier].add(identity_id)
+    return members
+
+
 def cohorts(org_id, f: Filters, *, by: str) -> dict:
     """Cohorts side by side, week by week: developers, active share and acceptances per
     active developer. A cohort of fewer than five developers is not broken down."""
@@ -443,39 +493,7 @@ def cohorts(org_id, f: Filters, *, by: str) -> dict:
         """,
         params,
     )
-    members: dict[str, set] = defaultdict(set)
-    if by == "team":
-        for identity_id, team in DeveloperTeam.objects.values_list("developer_identity_id", "team"):
-            members[team].add(identity_id)
-    elif by == "adoption":
-        for identity_id, first in _rows(
-            f"""
-            SELECT developer_identity_id, min(date) FROM daily_developer_metrics
-            WHERE organization_id = %(org)s {_tool_clause(f)}
-            GROUP BY developer_identity_id
-            """,
-            params,
-        ):
-            members[first.strftime("%Y-%m")].add(identity_id)
-    else:  # usage tiers, by percentile of suggestions in the range
-        totals: dict = defaultdict(int)
-        for identity_id, _week, suggestions, _a in weekly:
-            totals[identity_id] += suggestions
-        positive = sorted(v for v in totals.values() if v > 0)
-        p25, p75 = _percentile(positive, 0.25), _percentile(positive, 0.75)
-        everyone = DeveloperIdentity.objects.filter(api_key_name="").values_list("id", flat=True)
-        for identity_id in everyone:
-            value = totals.get(identity_id, 0)
-            tier = (
-                "none"
-                if value <= 0
-                else "heavy"
-                if value >= p75
-                else "moderate"
-                if value >= p25
-                else "light"
-            )
-            members[tier].add(identity_id)
+    members = cohort_members(org_id, f, by=by)
     weeks = sorted({w for _i, w, _s, _a in weekly})
     active: dict = defaultdict(set)
     accepted: dict = defaultdict(int)

@@ -5,7 +5,7 @@ import pytest
 from campaigns import identities, services
 from campaigns.models import Participant
 from campaigns.participant_input import parse_pasted
-from metrics.models import DeveloperIdentity
+from metrics.models import DeveloperIdentity, DeveloperTeam
 from tap.orgs.models import AuditEvent
 from tap.tenancy import org_context
 from tests.campaigns import creator
@@ -65,3 +65,37 @@ def test_a_developer_deleted_leaves_the_participant_unlinked(org_a, alice):
     with org_context(org_a.id):
         octocat.delete()
     assert linked(org_a) == {"octo@example.com": None}
+
+
+def test_a_campaign_draws_participants_from_a_developer_group(org_a, alice, bob, client_for):
+    people = [
+        developer(org_a, "ana", "ana@example.com"),
+        developer(org_a, "ben", "ben@example.com"),
+        developer(org_a, "cy", ""),  # no address known
+        developer(org_a, "dee", "dee@example.com"),  # another team
+    ]
+    with org_context(org_a.id):
+        teams = ["platform", "platform", "platform", "mobile"]
+        for person, team in zip(people, teams, strict=True):
+            DeveloperTeam.objects.create(
+                organization=org_a, developer_identity=person, team=team, source="identity_map"
+            )
+    campaign = creator.campaign(org_a, alice)
+    add_page = creator.url("participants_add", org_a, campaign.pk)
+    page = client_for(alice).get(add_page).content.decode()
+    assert '<option value="team:platform">Team platform (3)</option>' in page
+    assert '<option value="team:mobile">Team mobile (1)</option>' in page
+    post = creator.url("participants_from_cohort", org_a, campaign.pk)
+    assert client_for(bob).post(post, {"cohort": "team:platform"}).status_code == 403
+    response = client_for(alice).post(post, {"cohort": "team:platform"})
+    assert response.status_code == 302
+    assert linked(org_a) == {"ana@example.com": "ana", "ben@example.com": "ben"}
+    report = client_for(alice).get(add_page).content.decode()
+    assert "Added 2" in report
+    assert "no email address known" in report.lower()
+    # Again: nothing new; a group that does not exist: a clear message, nothing added.
+    client_for(alice).post(post, {"cohort": "team:platform"})
+    assert len(linked(org_a)) == 2
+    refused = client_for(alice).post(post, {"cohort": "team:nobody"}, follow=True)
+    assert "That group has no developers now" in refused.content.decode()
+    assert len(linked(org_a)) == 2
