@@ -110,7 +110,7 @@ def test_query_count_is_constant(org_a, alice, client_for):
         theme = client.get(url("page", org_a, campaign)).context["figures"]["themes"][0]["id"]
         counts.append(count_queries(client, url("page", org_a, campaign, theme=theme))[0])
     assert counts[0] == counts[1], counts
-    assert counts[0] <= 12
+    assert counts[0] <= 13  # 12, plus the linked-developer lookup of the usage breakdown
 
 
 def test_stale_notice_counts_new_conversations(org_a, alice, client_for):

@@ -1,0 +1,57 @@
+"""The analysis by developer usage tier: linked participants grouped by their AI-tool usage,
+groups under five not broken down."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import Participant
+from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
+from tap.tenancy import org_context
+from tests.analysis.helpers import planted_campaign
+from tests.analysis.test_page import analysed, url
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+
+
+def link_with_usage(org, suggestions_by_index: dict[int, int]):
+    """Every participant becomes a developer; those in the map used Claude Code that much."""
+    today = timezone.localdate()
+    with org_context(org.id):
+        run = MetricIngestionRun.objects.create(organization=org, file_name="t.ndjson")
+        people = list(Participant.objects.order_by("email"))
+        for index, person in enumerate(people):
+            identity = DeveloperIdentity.objects.create(
+                organization=org, email=person.email, github_login=f"dev{index}"
+            )
+            Participant.objects.filter(pk=person.pk).update(developer_identity=identity)
+            if index in suggestions_by_index:
+                DailyDeveloperMetric.objects.create(
+                    organization=org,
+                    developer_identity=identity,
+                    date=today - timedelta(days=1),
+                    tool="claude_code",
+                    suggestions=suggestions_by_index[index],
+                    ingestion_run=run,
+                )
+    return len(people)
+
+
+def test_themes_and_sentiment_by_usage_tier_only_for_groups_of_five(org_a, alice, client_for):
+    campaign, _truth = planted_campaign(org_a, alice)
+    total = link_with_usage(org_a, {**dict.fromkeys(range(12), 100), 12: 1, 13: 1, 14: 1})
+    analysed(org_a, campaign)
+    html = client_for(alice).get(url("page", org_a, campaign)).content.decode()
+    assert "By AI-tool usage" in html
+    assert '<h3 class="h6 mt-3">Claude Code</h3>' in html
+    assert '<td>Heavy</td>\n        <td class="text-end">12</td>' in html
+    assert '<td>Light</td>\n        <td class="text-end">fewer than 5</td>' in html
+    assert f'<td>None</td>\n        <td class="text-end">{total - 15}</td>' in html
+
+
+def test_no_breakdown_without_linked_participants(org_a, alice, client_for):
+    campaign, _truth = planted_campaign(org_a, alice)
+    analysed(org_a, campaign)
+    html = client_for(alice).get(url("page", org_a, campaign)).content.decode()
+    assert "By AI-tool usage" not in html
