@@ -19,7 +19,14 @@ from django.urls import path
 
 from campaigns.models import Campaign, CampaignEmail, Participant, ParticipantLink
 from conversations.models import CampaignAnalysis, Conversation, ConversationAnalysis, Message
-from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
+from metrics.models import (
+    CopilotSeat,
+    DailyDeveloperMetric,
+    DeveloperIdentity,
+    DeveloperTeam,
+    MetricApiKey,
+    MetricIngestionRun,
+)
 from tap import outbox
 from tap.models import TenantModel
 from tap.orgs import services
@@ -103,6 +110,13 @@ def fill_org(org, owner) -> dict:
             date=datetime.date(2026, 1, 1),
             tool="copilot",
             ingestion_run=run,
+        )
+        CopilotSeat.objects.create(organization=org, developer_identity=identity, ingestion_run=run)
+        DeveloperTeam.objects.create(
+            organization=org, developer_identity=identity, team="core", source="copilot"
+        )
+        MetricApiKey.objects.create(
+            organization=org, name="nightly", prefix="tap_x", key_hash=uuid.uuid4().hex
         )
         Invitation.objects.create(
             organization=org,
