@@ -15,12 +15,14 @@ from tests.analysis.test_page import analysed, url
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
 
 
-def link_with_usage(org, suggestions_by_index: dict[int, int]):
-    """Every participant becomes a developer; those in the map used Claude Code that much."""
+def link_with_usage(org, suggestions_by_index: dict[int, int], campaign=None):
+    """Every participant (of `campaign`) becomes a developer; those in the map used Claude
+    Code that much."""
     today = timezone.localdate()
     with org_context(org.id):
         run = MetricIngestionRun.objects.create(organization=org, file_name="t.ndjson")
-        people = list(Participant.objects.order_by("email"))
+        people = Participant.objects.order_by("email")
+        people = list(people.filter(campaign=campaign) if campaign else people)
         for index, person in enumerate(people):
             identity = DeveloperIdentity.objects.create(
                 organization=org, email=person.email, github_login=f"dev{index}"
