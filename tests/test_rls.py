@@ -244,8 +244,8 @@ def test_a_foreign_key_into_another_org_is_refused(two_orgs):
         conn.execute("SELECT set_config('tap.org_id', %s, true)", [str(org_a.id)])
         conn.execute(
             "INSERT INTO participants (id, organization_id, campaign_id, email, name, status, "
-            "reminders_sent, bounce_reason, created_at, updated_at) VALUES (%s, %s, %s, "
-            "'x@example.com', '', 'invited', 0, '', now(), now())",
+            "reminders_sent, bounce_reason, identity_unlinked, created_at, updated_at) "
+            "VALUES (%s, %s, %s, 'x@example.com', '', 'invited', 0, '', false, now(), now())",
             [uuid.uuid4(), org_a.id, campaign_b.id],
         )
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
