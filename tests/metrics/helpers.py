@@ -10,7 +10,8 @@ from metrics import services
 from metrics.models import DailyDeveloperMetric, MetricIngestionRun
 from tap.tenancy import org_context
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "metrics"
+# Copied into the repository (a clean clone has nothing beside it); see samples/README.md.
+SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 def write(tmp_path, name: str, content, *, gz: bool = False, bom: bool = False, crlf=False):
