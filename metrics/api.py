@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from metrics import services
 from metrics.models import MetricApiKey, MetricIngestionRun
+from tap import ratelimit
 from tap.orgs.models import Organization
 from tap.tenancy import activate_org
 
@@ -29,8 +30,22 @@ def _error(status: int, message: str) -> JsonResponse:
     return response
 
 
+def _throttled(request) -> JsonResponse | None:
+    """Per client address, before the key is even looked at: guessing keys is slow."""
+    limit = ratelimit.Limit.parse(settings.TAP_METRICS_API_RATE)
+    wait = ratelimit.hit("metrics-api", ratelimit.client_ip(request), limit)
+    if not wait:
+        return None
+    response = _error(429, f"Too many requests; try again in {wait} s.")
+    response["Retry-After"] = str(wait)
+    return response
+
+
 def _authenticate(request, slug):
     """(organisation, key) or an error response."""
+    throttled = _throttled(request)
+    if throttled:
+        return None, throttled
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():

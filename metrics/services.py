@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from campaigns.identities import participants_link
 from metrics.ingest import Identities, Ingest, progress_key, team_add
 from metrics.models import (
     CopilotSeat,
@@ -195,6 +196,8 @@ def run_process(*, run_id, org_id) -> MetricIngestionRun | None:
                 ingest,
                 status=(Run.Status.PARTIAL if outcome.rows_rejected else Run.Status.SUCCEEDED),
             )
+            # Participants whose address belongs to a developer this run made known.
+            participants_link()
     except (_Abort, Refused) as exc:
         message = exc.message if isinstance(exc, _Abort) else str(exc)
         with org_context(org_id):

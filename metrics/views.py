@@ -3,6 +3,7 @@ and owners also see people), uploads with a live progress bar, identities, API k
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
@@ -15,7 +16,9 @@ from metrics.forms import ApiKeyForm, FilterForm, MergeForm, UploadForm
 from metrics.models import DeveloperIdentity, MetricApiKey, MetricIngestionRun, tool_label
 from metrics.parsers import FORMAT_LABELS
 from metrics.parsers.tap_csv import DAILY_HEADER, IDENTITY_MAP_HEADER
+from tap import ratelimit
 from tap.orgs.decorators import PERMISSION_MESSAGES, org_view
+from tap.orgs.views import too_many_requests
 
 VIEW = "metrics.view_metrics"
 PEOPLE = "metrics.view_people"
@@ -275,6 +278,11 @@ def identity_reviewed(request, identity_id):
 
 @org_view(MANAGE, methods=("GET", "POST"))
 def upload(request):
+    if request.method == "POST":
+        limit = ratelimit.Limit.parse(settings.TAP_METRICS_UPLOAD_RATE)
+        wait = ratelimit.hit("metrics-upload", f"{request.org.id}:{request.user.pk}", limit)
+        if wait:
+            return too_many_requests(request, wait)
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         stored = []

@@ -183,6 +183,9 @@ TAP_LOGIN_RATE_PER_IP = env.str("TAP_LOGIN_RATE_PER_IP", default="50/300")
 TAP_PARTICIPANT_LINK_RATE = env.str("TAP_PARTICIPANT_LINK_RATE", default="30/300")
 # Chat messages one participant may post, before a polite "wait" (a reply comes in between).
 TAP_PARTICIPANT_POST_RATE = env.str("TAP_PARTICIPANT_POST_RATE", default="20/60")
+# Metrics: requests to the push API per client address, and uploads per person and org.
+TAP_METRICS_API_RATE = env.str("TAP_METRICS_API_RATE", default="60/60")
+TAP_METRICS_UPLOAD_RATE = env.str("TAP_METRICS_UPLOAD_RATE", default="30/3600")
 # The proxy header that carries the real client address, when behind a trusted proxy.
 TAP_CLIENT_IP_HEADER = env.str("TAP_CLIENT_IP_HEADER", default="")
 

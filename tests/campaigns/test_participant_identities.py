@@ -99,3 +99,18 @@ def test_a_campaign_draws_participants_from_a_developer_group(org_a, alice, bob,
     refused = client_for(alice).post(post, {"cohort": "team:nobody"}, follow=True)
     assert "That group has no developers now" in refused.content.decode()
     assert len(linked(org_a)) == 2
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_participants_added_first_are_linked_when_metrics_arrive(org_a, alice, tmp_path):
+    from tests.metrics.helpers import claude_record, ingest, ndjson, write
+
+    campaign = creator.campaign(org_a, alice)
+    add(org_a, alice, campaign, "Dev@X.example\nother@x.example")
+    assert linked(org_a) == {"dev@x.example": None, "other@x.example": None}
+    report = write(tmp_path, "claude.ndjson", ndjson([claude_record(email="dev@x.example")]))
+    assert ingest(org_a, report).status == "succeeded"
+    with org_context(org_a.id):
+        dev = Participant.objects.select_related("developer_identity").get(email="dev@x.example")
+    assert dev.developer_identity.email == "dev@x.example"
+    assert linked(org_a)["other@x.example"] is None

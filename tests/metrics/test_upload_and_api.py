@@ -168,3 +168,28 @@ def test_api_run_status_of_another_org_is_404(client, alice, charlie, org_a, org
         f"/api/v1/orgs/{org_b.slug}/metrics/runs/{run_id}", HTTP_AUTHORIZATION=f"Bearer {secret_b}"
     )
     assert other.status_code == 404
+
+
+def test_the_api_is_rate_limited_per_client_before_any_key_is_checked(
+    client, alice, org_a, settings
+):
+    settings.TAP_METRICS_API_RATE = "3/60"
+    body = ndjson([copilot_record()]).encode()
+    for _ in range(3):
+        assert api_post(client, org_a.slug, "tap_guess", body).status_code == 401
+    refused = api_post(client, org_a.slug, "tap_guess", body)
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 60
+    with org_context(org_a.id):
+        assert not MetricIngestionRun.objects.exists()
+
+
+def test_uploads_are_rate_limited_per_person(client_for, dave, org_a, settings):
+    settings.TAP_METRICS_UPLOAD_RATE = "1/3600"
+    client = client_for(dave)
+    url = reverse("metrics:upload", args=[org_a.slug])
+    first = client.post(url, {})  # an empty form still counts as an attempt
+    assert first.status_code == 200
+    refused = client.post(url, {})
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
