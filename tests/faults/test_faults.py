@@ -26,7 +26,10 @@ from bench.bench_chat import CLIENT_KEY, CSRF, Browser
 from bench.lib import ROOT
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Participant
-from conversations.models import Message
+from conversations.analysis import service as analysis
+from conversations.models import CampaignAnalysis, Message
+from metrics import services as metrics
+from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
 from tap.models import OutboxJob
 from tap.tenancy import org_context
 from tests.fakes.anthropic_server import FakeAnthropic, text
@@ -110,26 +113,53 @@ def redis():
     server.stop()
 
 
-def test_redis_down_posts_still_land_and_are_answered_after_it_returns(org_a, redis):
+def test_redis_down_nothing_is_lost_replies_analysis_and_ingestion_run_after(
+    org_a, redis, tmp_path
+):
+    """Every kind of side effect queued while the broker is down — AI replies, a campaign
+    analysis, a metrics ingestion — waits in the outbox and runs once Redis is back."""
     tokens = chat_links(org_a, 3)
+    report = tmp_path / "copilot.ndjson"
+    copilot_users_ndjson(report, developers=5, days=2)
     with Stack(redis_url=redis.url) as stack:
         chats = [open_chat(stack.url, token) for token in tokens]
         redis.stop()
         # The broker and the cache are gone: posting only needs PostgreSQL.
         for browser, page in chats:
             assert answer(browser, page, "Flaky CI and slow reviews.") == 200
+        with org_context(org_a.id):
+            campaign = Campaign.objects.get()
+            analysis.campaign_analyze(actor=None, campaign=campaign)
+            run = metrics.run_create(
+                actor=None,
+                org=org_a,
+                files=[metrics.file_local(str(report))],
+                source=MetricIngestionRun.Source.COMMAND,
+            )
         time.sleep(3)
         assert turns(org_a) == {"answers": 3, "replies": 0, "duplicated": 0}
         # Kept, not lost, while the relay cannot publish: pending, or claimed for a publish
         # that is failing right now — and the failed publishes cost no attempts.
         kept = OutboxJob.objects.using("service").filter(
-            task="conversations.reply", status__in=["pending", "queued"], attempts__lte=1
+            status__in=["pending", "queued"], attempts__lte=1, organization_id=org_a.id
         )
-        assert kept.count() == 3
+        assert kept.filter(task="conversations.reply").count() == 3
+        assert kept.exclude(task="conversations.reply").count() >= 2
         redis.start()  # empty: whatever was queued in it before is gone too
         wait_for(lambda: turns(org_a)["replies"] == 3, timeout=90, what="the replies")
+
+        def finished():
+            with org_context(org_a.id):
+                return (
+                    CampaignAnalysis.objects.filter(campaign=campaign, status="ready").exists()
+                    and MetricIngestionRun.objects.get(pk=run.pk).status == "succeeded"
+                )
+
+        wait_for(finished, timeout=120, what="the analysis and the ingestion")
         time.sleep(2)
         assert turns(org_a) == {"answers": 3, "replies": 3, "duplicated": 0}
+        with org_context(org_a.id):
+            assert DailyDeveloperMetric.objects.count() == 10
 
 
 def test_a_worker_killed_mid_reply_gives_exactly_one_reply(org_a, redis):
@@ -339,8 +369,6 @@ def copilot_users_ndjson(path, *, developers: int, days: int) -> int:
 
 
 def test_an_ingestion_killed_half_way_leaves_nothing_and_a_rerun_completes(org_a, tmp_path):
-    from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
-
     report = tmp_path / "copilot-users.ndjson"
     lines = copilot_users_ndjson(report, developers=300, days=120)
     command = [sys.executable, "manage.py", "ingest_metrics", "--org", org_a.slug, "--json"]
