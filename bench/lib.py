@@ -358,6 +358,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 def django_setup() -> None:
     """Configure Django once (settings read `.env`, as the app does) and migrate."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tap.settings")
+    # A line per request would bury the figures (the servers benchmarks start inherit it).
+    os.environ.setdefault("TAP_ACCESS_LOG", "false")
     import django
     from django.apps import apps
 
