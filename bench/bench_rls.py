@@ -220,6 +220,9 @@ def create_dataset(conn, run_slug: str) -> tuple[list[Org], datetime]:
                             "sender": "bot" if bot else "participant",
                             "body": " ".join(rng.choices(WORDS, k=rng.randint(8, 40))),
                             "client_key": f"k{n}",
+                            # The opening question is the bot's turn 0; then answer and
+                            # reply share a turn (one of each per turn, a unique key).
+                            "turn": (n + 1) // 2,
                             "model": "claude-sonnet-4-5" if bot else "",
                             "tokens_in": rng.randint(200, 3000) if bot else None,
                             "tokens_out": rng.randint(20, 400) if bot else None,
