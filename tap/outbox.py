@@ -29,7 +29,7 @@ from functools import wraps
 
 from celery import shared_task
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from tap.logging import task_id_var
@@ -39,6 +39,8 @@ from tap.tenancy import org_context, org_scope
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "tap_outbox"
+DATABASE_DOWN = (OperationalError, InterfaceError)
+DATABASE_DOWN_RETRIES = 12  # about two minutes of back-off
 SERVICE_DB = "service"
 
 
@@ -226,10 +228,25 @@ def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True, ato
         # the time limits are the queue's, and the job's lease outlasts the hard one.
         soft, hard = time_limits(queue)
 
-        @shared_task(name=task_name, ignore_result=True, soft_time_limit=soft, time_limit=hard)
+        @shared_task(
+            bind=True, name=task_name, ignore_result=True, soft_time_limit=soft, time_limit=hard
+        )
         @wraps(func)
-        def task(outbox_job_id: str):
-            return execute(outbox_job_id, func, tenant=tenant, atomic=atomic)
+        def task(self, outbox_job_id: str):
+            try:
+                return execute(outbox_job_id, func, tenant=tenant, atomic=atomic)
+            except DATABASE_DOWN as exc:
+                # The database is unreachable (restarting, failing over), so the job could not
+                # be claimed: have the broker deliver it again shortly rather than leave it to
+                # the lease (minutes). Bounded; after that the lease still brings it back.
+                connections.close_all()
+                if self.request.retries >= DATABASE_DOWN_RETRIES:
+                    raise
+                raise self.retry(
+                    exc=exc,
+                    countdown=min(2**self.request.retries, 15),
+                    max_retries=DATABASE_DOWN_RETRIES,
+                ) from exc
 
         task.outbox_body = func
         task.outbox_queue = queue

@@ -272,17 +272,21 @@ def test_postgres_restarted_under_traffic(postgres, redis):
         prober.start()
         try:
             time.sleep(1)
-            # Two answers go in before the restart; two try while it is down.
+            # Two answers go in before the restart, with no worker running: their reply jobs
+            # wait in Redis, and reach a worker while the database is down.
+            stack.kill("worker", signal.SIGTERM)
             for browser, page in chats[:2]:
                 assert answer(browser, page, "Before the restart.") == 200
+            time.sleep(2)  # the relay publishes them
             postgres.stop("fast")
+            stack.start_worker("worker-2")
             down_statuses = []
             for browser, page in chats[2:]:
                 try:
                     down_statuses.append(answer(browser, page, "During the restart."))
                 except OSError:
                     down_statuses.append(0)
-            time.sleep(2)
+            time.sleep(4)  # the worker gets the jobs and cannot claim them
             postgres.start()
             wait_for(
                 lambda: probes and probes[-1][1] == 200, timeout=60, what="readiness to return"
@@ -329,6 +333,7 @@ def test_postgres_restarted_under_traffic(postgres, redis):
 
         answers, jobs, _ = counts()
         assert answers == jobs == 2
+        # Well inside the reply lease (~2.5 min): the broker delivered them again, not the lease.
         wait_for(lambda: counts()[2] == 0, timeout=60, what="both replies")
 
 
