@@ -93,6 +93,23 @@ def cohort_choices(org_id, today: date) -> list[tuple[str, str]]:
     return choices
 
 
+def cohort_label(value: str) -> str:
+    """The group's name (without its size), for the report after adding it."""
+    kind, _, rest = value.partition(":")
+    if kind == "seats":
+        return {
+            "never": "Copilot seat assigned, never used",
+            "idle": "Copilot seat, not used in 30 days",
+        }.get(rest, "developer group")
+    if kind == "tier":
+        tool, _, tier = rest.partition(":")
+        if tier in TIER_LABELS:
+            return TIER_LABELS[tier].format(tool=TOOL_LABELS.get(tool, tool))
+    if kind == "team" and rest:
+        return f"Team {rest}"
+    return "developer group"
+
+
 def cohort_identities(org_id, value: str, today: date) -> list[DeveloperIdentity]:
     """The developers of one cohort (a value from `cohort_choices`)."""
     kind, _, rest = value.partition(":")

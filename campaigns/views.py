@@ -275,11 +275,8 @@ def participants_from_cohort(request, campaign_id):
     except ValidationError as exc:
         _error(request, exc)
     else:
-        label = dict(identities.cohort_choices(request.org.id, timezone.localdate())).get(
-            cohort, "developer group"
-        )
         request.session[f"campaigns:add-report:{campaign.pk}"] = _report_for_session(
-            report, label.rsplit(" (", 1)[0]
+            report, identities.cohort_label(cohort)
         )
     return redirect("campaigns:participants_add", request.org.slug, campaign.pk)
 

@@ -22,6 +22,7 @@ from tap import outbox
 from tap.models import OutboxJob
 from tap.orgs.models import AuditEvent, Organization
 from tap.tenancy import org_context, org_scope
+from tests.campaigns.test_lifecycle import make_campaign
 from tests.campaigns.test_participant_links import (
     OPENING,
     active_campaign,
@@ -327,17 +328,8 @@ def test_after_the_last_attempt_the_email_says_failed(smtp, alice, org_a, settin
 
 
 def test_emails_due_while_paused_are_held_and_go_out_once_on_resume(alice, org_a):
+    campaign = make_campaign(org_a, alice, participants=("a@example.com", "b@example.com"))
     with org_context(org_a.id):
-        campaign = services.campaign_create(
-            actor=alice,
-            org=org_a,
-            name="Tooling",
-            mission="Learn how engineers use AI tools day to day.",
-            opening_question=OPENING,
-        )
-        services.participants_add(
-            actor=alice, campaign=campaign, parsed=parse_pasted("a@example.com\nb@example.com")
-        )
         services.campaign_transition(actor=alice, campaign=campaign, to="active")
         # Paused before the queued invitations ran.
         services.campaign_transition(actor=alice, campaign=campaign, to="paused")

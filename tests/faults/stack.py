@@ -34,10 +34,6 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, what: s
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
 
 
-def port_open(port: int) -> bool:
-    return devenv.port_open(port)
-
-
 class PrivateRedis:
     """A Redis of the test's own on a free port, without persistence: a restart loses what
     was queued, the harshest case for the outbox."""
@@ -60,13 +56,13 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: port_open(self.port), timeout=10, what="redis to listen")
+        wait_for(lambda: devenv.port_open(self.port), timeout=10, what="redis to listen")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-        wait_for(lambda: not port_open(self.port), timeout=10, what="redis to stop")
+        wait_for(lambda: not devenv.port_open(self.port), timeout=10, what="redis to stop")
 
 
 class Stack:
