@@ -6,6 +6,7 @@ organisation. `DailyDeveloperMetric` is unique on (organisation, identity, day, 
 on one day never overwrite each other, and a re-upload replaces instead of double-counting."""
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -208,10 +209,11 @@ class MetricIngestionRun(TenantModel):
 
 class DailyDeveloperMetric(TenantModel):
     # The biggest table: every index and every foreign-key trigger costs on each ingested
-    # row. The composite indexes below lead with the organisation and cover what the
-    # single-column ones would (nothing reads this table by created_at or by run), and the
-    # composite tenant keys (organisation, identity) and (organisation, run) of migration 0002
-    # enforce what Django's single-column constraints would, so those are left out too.
+    # row. Nothing reads it by day or by tool (the dashboards read the rollups that migration
+    # 0008's triggers keep), by created_at or by run: its indexes are the primary key, the
+    # unique (organisation, identity, day, tool) and Django's on the identity; the composite
+    # tenant keys (organisation, identity) and (organisation, run) of migration 0002 enforce
+    # what Django's single-column constraints would, so those are left out.
     organization = models.ForeignKey(
         "orgs.Organization",
         on_delete=models.CASCADE,
@@ -243,25 +245,8 @@ class DailyDeveloperMetric(TenantModel):
 
     class Meta(TenantModel.Meta):
         db_table = "daily_developer_metrics"
-        indexes = [
-            # Dashboards: one organisation, a date range, grouped by day and tool. The INCLUDE
-            # columns make those aggregates index-only scans.
-            models.Index(
-                fields=["organization", "date", "tool"],
-                name="daily_metrics_org_date_idx",
-                include=[
-                    "developer_identity",
-                    "suggestions",
-                    "acceptances",
-                    "completions",
-                    "sessions",
-                ],
-            ),
-            # Tools and their latest day (freshness, the tool filter): a loose index scan.
-            models.Index(
-                fields=["organization", "tool", "date"], name="daily_metrics_org_tool_idx"
-            ),
-        ]
+        # What still reads daily rows — one developer's days, a seat's last Copilot day, the
+        # rows of one key — goes through the unique index below.
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "developer_identity", "date", "tool"],
@@ -271,6 +256,122 @@ class DailyDeveloperMetric(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.developer_identity_id} {self.date} {self.tool}"
+
+
+class DailyToolRollup(TenantModel):
+    """Per organisation, day and tool: how many developers have a daily row, and the sums of
+    their counters — the dashboards' per-day charts, KPIs, tools and freshness.
+
+    Derived data, written only by the database: statement-level triggers on
+    `daily_developer_metrics` (migration 0008) add each statement's changes as deltas in the
+    same transaction, so every write path keeps it exact. Rows whose count falls to zero are
+    deleted. The foreign keys are declared for the ORM only (DO_NOTHING, no constraint): rows
+    of a deleted identity or organisation leave with the daily rows they summarise."""
+
+    id = None
+    created_at = None
+    updated_at = None
+    pk = models.CompositePrimaryKey("organization", "date", "tool")
+    organization = models.ForeignKey(
+        "orgs.Organization",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    date = models.DateField()
+    tool = models.CharField(max_length=50)
+    developers = models.IntegerField()
+    suggestions = models.BigIntegerField()
+    acceptances = models.BigIntegerField()
+    completions = models.BigIntegerField()
+    sessions = models.BigIntegerField()
+
+    class Meta(TenantModel.Meta):
+        db_table = "daily_tool_rollups"
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.tool}"
+
+
+class WeeklyDeveloperToolRollup(TenantModel):
+    """Per organisation, ISO week (its Monday), developer and tool: which days of the week
+    have a daily row (`days`, bit k = Monday + k), and running totals of the counters within
+    the week: `totals_upto[c][k + 1]` is counter c (suggestions, acceptances, completions,
+    sessions; SQL arrays count from 1) summed over days 0..k. The sum over any run of days
+    inside a week is two array reads, so a range that starts or ends mid-week stays exact.
+    Distinct developers per tool and per-developer sums come from here: a seventh of the
+    daily rows.
+
+    Written only by the database, like `DailyToolRollup`."""
+
+    id = None
+    created_at = None
+    updated_at = None
+    pk = models.CompositePrimaryKey("organization", "week", "developer_identity", "tool")
+    organization = models.ForeignKey(
+        "orgs.Organization",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    week = models.DateField()
+    developer_identity = models.ForeignKey(
+        DeveloperIdentity,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    tool = models.CharField(max_length=50)
+    days = models.SmallIntegerField()
+    totals_upto = ArrayField(ArrayField(models.BigIntegerField(), size=7), size=4)
+
+    class Meta(TenantModel.Meta):
+        db_table = "weekly_developer_tool_rollups"
+
+    def __str__(self) -> str:
+        return f"{self.developer_identity_id} {self.week} {self.tool}"
+
+
+class WeeklyDeveloperRollup(TenantModel):
+    """`WeeklyDeveloperToolRollup` across tools, per organisation, ISO week and developer: on
+    how many tools each day of the week has a row (`tools_per_day`, additive, so concurrent
+    writers compose), the days with any (`days`, recomputed from those counts on every write),
+    and running totals as above. Distinct active developers across tools — per day, per week,
+    per cohort — and their sums are then one row per developer and week.
+
+    Written only by the database, like `DailyToolRollup`."""
+
+    id = None
+    created_at = None
+    updated_at = None
+    pk = models.CompositePrimaryKey("organization", "week", "developer_identity")
+    organization = models.ForeignKey(
+        "orgs.Organization",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    week = models.DateField()
+    developer_identity = models.ForeignKey(
+        DeveloperIdentity,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    tools_per_day = ArrayField(models.SmallIntegerField(), size=7)
+    days = models.SmallIntegerField()
+    totals_upto = ArrayField(ArrayField(models.BigIntegerField(), size=7), size=4)
+
+    class Meta(TenantModel.Meta):
+        db_table = "weekly_developer_rollups"
+
+    def __str__(self) -> str:
+        return f"{self.developer_identity_id} {self.week}"
 
 
 class CopilotSeat(TenantModel):

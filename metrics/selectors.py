@@ -1,6 +1,19 @@
 """Reads for the metrics dashboards. Each takes the organisation first and runs a fixed number
 of aggregate queries, whatever the number of rows, developers or days (the bench checks it).
 
+They read rollups of `daily_developer_metrics` that the database keeps exact (triggers,
+metrics/migrations/0008), never the daily rows themselves (but for one developer's page):
+
+* `daily_tool_rollups`: per day and tool, developers and sums — charts, KPIs, tools;
+* `weekly_developer_tool_rollups`: per week, developer and tool, a mask of the days with a row
+  and running totals within the week — per-developer sums, distinct developers of one tool;
+* `weekly_developer_rollups`: per week and developer, the mask of days with any tool —
+  distinct developers across tools.
+
+A range that starts or ends mid-week takes from each edge week only its days inside the range
+(`_IN_RANGE` masks the days, `_sum_in_range` reads two running totals), so every figure is
+exactly what the daily rows give, over a seventh of the rows.
+
 The SQL filters on organization_id explicitly (better plans, ready for Citus) on top of RLS."""
 
 from __future__ import annotations
@@ -10,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Count, Max, Q
+from django.db.models import Q
 
 from metrics.charts import Chart
 from metrics.models import (
@@ -20,6 +33,7 @@ from metrics.models import (
     MetricIngestionRun,
     tool_label,
 )
+from tap.tenancy import require_org_id
 
 SMALL_COHORT = 5
 DEFAULT_DAYS = 28
@@ -43,9 +57,7 @@ def _rows(sql: str, params) -> list[tuple]:
 
 
 def latest_day(org_id) -> dt.date | None:
-    rows = _rows(
-        "SELECT max(date) FROM daily_developer_metrics WHERE organization_id = %s", [org_id]
-    )
+    rows = _rows("SELECT max(date) FROM daily_tool_rollups WHERE organization_id = %s", [org_id])
     return rows[0][0]
 
 
@@ -57,19 +69,10 @@ def default_range(org_id, today: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def tools(org_id) -> list[str]:
-    """Tools with any data (a loose index scan: a handful of index probes, not a table scan)."""
+    """Tools with any data (a few hundred rollup rows per year, not the daily rows)."""
     rows = _rows(
-        """
-        WITH RECURSIVE t(tool) AS (
-            SELECT min(tool) FROM daily_developer_metrics WHERE organization_id = %(org)s
-            UNION ALL
-            SELECT (SELECT min(tool) FROM daily_developer_metrics
-                    WHERE organization_id = %(org)s AND tool > t.tool)
-            FROM t WHERE t.tool IS NOT NULL
-        )
-        SELECT tool FROM t WHERE tool IS NOT NULL
-        """,
-        {"org": org_id},
+        "SELECT DISTINCT tool FROM daily_tool_rollups WHERE organization_id = %s ORDER BY tool",
+        [org_id],
     )
     return [r[0] for r in rows]
 
@@ -79,11 +82,68 @@ def _tool_clause(f: Filters, alias: str = "") -> str:
 
 
 def _params(org_id, f: Filters) -> dict:
-    return {"org": org_id, "start": f.start, "end": f.end, "tool": f.tool}
+    return {
+        "org": org_id,
+        "start": f.start,
+        "end": f.end,
+        "tool": f.tool,
+        # The Monday of the first week the range touches.
+        "first_week": f.start - dt.timedelta(days=f.start.weekday()),
+    }
 
 
 def _rate(acceptances, suggestions) -> float:
     return round(100 * acceptances / suggestions, 1) if suggestions else 0.0
+
+
+# --- the weekly rollups ------------------------------------------------------------------------
+
+TOOL_WEEKLY = "weekly_developer_tool_rollups"
+WEEKLY = "weekly_developer_rollups"
+# Day of the week, Monday 0, as the rollups count it (2000-01-03 was a Monday).
+_DOW = "(((date - date '2000-01-03') %% 7 + 7) %% 7)"
+
+# Bits of a weekly row's days that fall inside [start, end]: from day `lo` to day `hi` of its
+# week, (2 << hi) - (1 << lo). `week` is a Monday; date - date is a number of days.
+_LO = "greatest(0, %(start)s - week)"
+_HI = "least(6, %(end)s - week)"
+_IN_RANGE = f"(days & ((2 << {_HI}) - (1 << {_LO})))"
+# The weekly rows with days in the range (the predicate follows the primary key's order).
+_WEEKS = (
+    f"organization_id = %(org)s AND week BETWEEN %(first_week)s AND %(end)s AND {_IN_RANGE} <> 0"
+)
+_COUNTER = {"suggestions": 1, "acceptances": 2, "completions": 3, "sessions": 4}
+
+
+def _sum_in_range(counter: str) -> str:
+    """A counter of a weekly row, summed over its days inside the range: the whole week's
+    total, or the running total at the last day minus the one before the first (`[0]` of a
+    1-based array is NULL: nothing before)."""
+    totals = f"totals_upto[{_COUNTER[counter]}]"
+    return (
+        f"(CASE WHEN week >= %(start)s AND week + 6 <= %(end)s THEN {totals}[7]"
+        f" ELSE {totals}[{_HI} + 1] - coalesce({totals}[{_LO}], 0) END)"
+    )
+
+
+def _weekly(f: Filters, *, weeks: str = _WEEKS, join: str = "") -> str:
+    """FROM and WHERE of the weekly rows to read, one per developer and week: across tools,
+    or of the chosen tool."""
+    if f.tool:
+        return f"{TOOL_WEEKLY} {join} WHERE {weeks} AND tool = %(tool)s"
+    return f"{WEEKLY} {join} WHERE {weeks}"
+
+
+def _high_bit(mask: str) -> str:
+    """The last day (0-6) of a non-empty 7-day mask (a column: it is read six times)."""
+    cases = " ".join(f"WHEN {mask} >= {1 << k} THEN {k}" for k in range(6, 0, -1))
+    return f"(CASE {cases} ELSE 0 END)"
+
+
+def _low_bit(mask: str) -> str:
+    """The first day (0-6) of a non-empty 7-day mask (a column)."""
+    cases = " ".join(f"WHEN {mask} & {1 << k} <> 0 THEN {k}" for k in range(6))
+    return f"(CASE {cases} ELSE 6 END)"
 
 
 # --- overview ----------------------------------------------------------------------------------
@@ -101,41 +161,44 @@ def overview(org_id, f: Filters) -> dict:
     _sort_memory()
     per_day_tool = _rows(
         """
-        SELECT date, tool, count(*), sum(suggestions), sum(acceptances), sum(completions),
-               sum(sessions)
-        FROM daily_developer_metrics
+        SELECT date, tool, developers, suggestions, acceptances, completions, sessions
+        FROM daily_tool_rollups
         WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-        GROUP BY date, tool
         """,
         params,
     )
-    # Distinct active developers per day and per week, from one scan of the range: the
-    # (day, developer) pairs, then counted both ways.
+    # Distinct active developers: per week and set of days active in the range, how many
+    # developers (counted per day and per week below); and per tool, who used it in the range.
     active = _rows(
         f"""
-        WITH pairs AS (
-            SELECT DISTINCT date, developer_identity_id FROM daily_developer_metrics
-            WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-            {_tool_clause(f)}
+        WITH used AS MATERIALIZED (
+            SELECT tool, developer_identity_id FROM {TOOL_WEEKLY} WHERE {_WEEKS}
+            GROUP BY tool, developer_identity_id
         )
-        SELECT false, date, count(*) FROM pairs GROUP BY date
+        SELECT 0, week, {_IN_RANGE}, NULL, count(*) FROM {_weekly(f)}
+        GROUP BY week, 3
         UNION ALL
-        SELECT true, week, count(DISTINCT developer_identity_id)
-        FROM (SELECT date_trunc('week', date)::date AS week, developer_identity_id FROM pairs) w
-        GROUP BY week
+        SELECT 1, NULL, NULL, tool, count(*) FROM used GROUP BY tool
+        UNION ALL
+        SELECT 2, NULL, NULL, NULL, count(DISTINCT developer_identity_id) FROM used
         """,
         params,
     )
-    active_daily = {day: n for weekly, day, n in active if not weekly}
-    active_weekly = sorted((week, n) for weekly, week, n in active if weekly)
-    adoption = _rows(
-        """
-        SELECT tool, count(DISTINCT developer_identity_id) FROM daily_developer_metrics
-        WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-        GROUP BY ROLLUP (tool)
-        """,
-        params,
-    )
+    active_daily: dict = defaultdict(int)
+    active_weekly: dict = defaultdict(int)
+    adoption = []
+    everyone = 0
+    for kind, week, days, tool, n in active:
+        if kind == 0:
+            active_weekly[week] += n
+            for k in range(7):
+                if days & (1 << k):
+                    active_daily[week + dt.timedelta(days=k)] += n
+        elif kind == 1:
+            adoption.append((tool, n))
+        else:
+            everyone = n
+    adoption.sort()
     tools_seen = sorted({tool for _d, tool, *_ in per_day_tool})
     shown = [f.tool] if f.tool else tools_seen
     by_day = defaultdict(lambda: [0, 0, 0, 0])
@@ -159,7 +222,7 @@ def overview(org_id, f: Filters) -> dict:
             "weekly",
             "Active developers per week",
             ["Week of", "Active developers"],
-            [[w.isoformat(), n] for w, n in active_weekly],
+            [[w.isoformat(), n] for w, n in sorted(active_weekly.items())],
             kind="bar",
         ),
         Chart(
@@ -194,11 +257,10 @@ def overview(org_id, f: Filters) -> dict:
             "adoption",
             "Tool adoption (developers active in the range)",
             ["Tool", "Developers"],
-            [[tool_label(t), n] for t, n in adoption if t is not None],
+            [[tool_label(t), n] for t, n in adoption],
             kind="bar",
         ),
     ]
-    everyone = next((n for t, n in adoption if t is None), 0)
     return {
         "charts": [c.render() for c in charts],
         "kpis": {
@@ -224,21 +286,36 @@ def developer_list(org_id, f: Filters, *, search: str = "") -> list[dict]:
         if search
         else ""
     )
+    sums = ", ".join(f"{_sum_in_range(c)} AS {c}" for c in _COUNTER)
+    # The tools each developer used in the range (with a tool chosen: that one).
+    tools = (
+        "SELECT developer, ARRAY[%(tool)s]::text[] AS tools FROM m"
+        if f.tool
+        else f"""SELECT developer, array_agg(tool ORDER BY tool) AS tools FROM (
+                SELECT developer_identity_id AS developer, tool FROM {TOOL_WEEKLY}
+                WHERE {_WEEKS} GROUP BY developer_identity_id, tool
+            ) t GROUP BY developer"""
+    )
     rows = _rows(
         f"""
+        WITH m AS (
+            SELECT developer, sum(bit_count(days::bit(7)))::bigint AS days,
+                   sum(suggestions)::bigint AS s, sum(acceptances)::bigint AS a,
+                   sum(completions)::bigint AS c, sum(sessions)::bigint AS sess,
+                   max(week + {_high_bit("days")}) AS last
+            FROM (
+                SELECT developer_identity_id AS developer, week, {_IN_RANGE} AS days, {sums}
+                FROM {_weekly(f)}
+                OFFSET 0  -- computed once per row, not once per use
+            ) r
+            GROUP BY developer
+        ), tools AS ({tools})
         SELECT i.id, i.display_name, i.github_login, i.email, i.api_key_name,
                coalesce(m.days, 0), coalesce(m.s, 0), coalesce(m.a, 0), coalesce(m.c, 0),
-               coalesce(m.sess, 0), m.tools, m.last
+               coalesce(m.sess, 0), tools.tools, m.last
         FROM developer_identities i
-        LEFT JOIN (
-            SELECT developer_identity_id, count(DISTINCT date) AS days, sum(suggestions) AS s,
-                   sum(acceptances) AS a, sum(completions) AS c, sum(sessions) AS sess,
-                   array_agg(DISTINCT tool) AS tools, max(date) AS last
-            FROM daily_developer_metrics
-            WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-            {_tool_clause(f)}
-            GROUP BY developer_identity_id
-        ) m ON m.developer_identity_id = i.id
+        LEFT JOIN m ON m.developer = i.id
+        LEFT JOIN tools ON tools.developer = i.id
         WHERE i.organization_id = %(org)s {where}
         ORDER BY coalesce(m.s, 0) DESC, lower(coalesce(nullif(i.display_name, ''), i.github_login,
                  i.email))
@@ -386,23 +463,26 @@ def seat_utilisation(org_id, as_of: dt.date) -> dict:
 
 
 def freshness(org_id) -> list[dict]:
+    """Per tool, its latest day and when that day's data was last written: the daily rows of
+    that day, found through the weekly rollup (who had a row that day) and the unique index."""
     rows = _rows(
         """
-        WITH RECURSIVE t(tool) AS (
-            SELECT min(tool) FROM daily_developer_metrics WHERE organization_id = %(org)s
-            UNION ALL
-            SELECT (SELECT min(tool) FROM daily_developer_metrics
-                    WHERE organization_id = %(org)s AND tool > t.tool)
-            FROM t WHERE t.tool IS NOT NULL
+        WITH latest AS (
+            SELECT tool, max(date) AS day FROM daily_tool_rollups
+            WHERE organization_id = %(org)s GROUP BY tool
         )
-        SELECT t.tool,
-               (SELECT max(date) FROM daily_developer_metrics d
-                WHERE d.organization_id = %(org)s AND d.tool = t.tool),
-               (SELECT max(updated_at) FROM daily_developer_metrics d
-                WHERE d.organization_id = %(org)s AND d.tool = t.tool
-                  AND d.date = (SELECT max(date) FROM daily_developer_metrics e
-                                WHERE e.organization_id = %(org)s AND e.tool = t.tool))
-        FROM t WHERE t.tool IS NOT NULL ORDER BY t.tool
+        SELECT l.tool, l.day,
+               (SELECT max(d.updated_at)
+                FROM weekly_developer_tool_rollups w
+                JOIN daily_developer_metrics d
+                  ON d.organization_id = w.organization_id
+                 AND d.developer_identity_id = w.developer_identity_id
+                 AND d.date = l.day AND d.tool = w.tool
+                WHERE w.organization_id = %(org)s
+                  AND w.week = l.day - (((l.day - date '2000-01-03') %% 7 + 7) %% 7)
+                  AND w.tool = l.tool
+                  AND w.days & (1 << (((l.day - date '2000-01-03') %% 7 + 7) %% 7)) <> 0)
+        FROM latest l ORDER BY l.tool
         """,
         {"org": org_id},
     )
@@ -440,8 +520,8 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
     elif by == "adoption":
         for identity_id, first in _rows(
             f"""
-            SELECT developer_identity_id, min(date) FROM daily_developer_metrics
-            WHERE organization_id = %(org)s {_tool_clause(f)}
+            SELECT developer_identity_id, min(week + {_low_bit("days")})
+            FROM {_weekly(f, weeks="organization_id = %(org)s")}
             GROUP BY developer_identity_id
             """,
             params,
@@ -451,10 +531,8 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
         totals = dict(
             _rows(
                 f"""
-                SELECT developer_identity_id, sum(suggestions) FROM daily_developer_metrics
-                WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-                {_tool_clause(f)}
-                GROUP BY developer_identity_id
+                SELECT developer_identity_id, sum({_sum_in_range("suggestions")})::bigint
+                FROM {_weekly(f)} GROUP BY developer_identity_id
                 """,
                 params,
             )
@@ -480,40 +558,44 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
 def cohorts(org_id, f: Filters, *, by: str) -> dict:
     """Cohorts side by side, week by week: developers, active share and acceptances per
     active developer. A cohort of fewer than five developers is not broken down."""
-    params = _params(org_id, f)
+    members = cohort_members(org_id, f, by=by)
+    order = [name for name in TIERS if members.get(name)] if by == "tier" else sorted(members)
+    shown = [name for name in order if len(members[name]) >= SMALL_COHORT]
+    # Who is in which shown cohort (a developer can be in several teams), for the database to
+    # count per cohort and week: developers active in the week's days inside the range, and
+    # their acceptances on those days.
+    pairs = [(p, i) for i, name in enumerate(shown) for p in members[name]]
+    params = _params(org_id, f) | {
+        "people": [p for p, _i in pairs],
+        "cohort": [i for _p, i in pairs],
+    }
     _sort_memory()
+    members_join = (
+        "w JOIN unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)"
+        " ON m.developer = w.developer_identity_id"
+    )
     weekly = _rows(
         f"""
-        SELECT developer_identity_id, date_trunc('week', date)::date AS week,
-               sum(suggestions), sum(acceptances)
-        FROM daily_developer_metrics
-        WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s
-        {_tool_clause(f)}
-        GROUP BY developer_identity_id, week
+        SELECT NULL::int, date - {_DOW} AS week, 0, 0 FROM daily_tool_rollups
+        WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s {_tool_clause(f)}
+        GROUP BY 2
+        UNION ALL
+        SELECT m.cohort, week, count(*), sum({_sum_in_range("acceptances")})::bigint
+        FROM {_weekly(f, join=members_join)} GROUP BY m.cohort, week
         """,
         params,
     )
-    members = cohort_members(org_id, f, by=by)
-    weeks = sorted({w for _i, w, _s, _a in weekly})
-    active: dict = defaultdict(set)
-    accepted: dict = defaultdict(int)
-    for identity_id, week, _s, acceptances in weekly:
-        active[(identity_id, week)] = True
-        accepted[(identity_id, week)] += acceptances
-    order = list(TIERS) if by == "tier" else sorted(members)
+    weeks = sorted({w for cohort, w, _n, _a in weekly if cohort is None})
+    counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
     table = []
-    shown = []
     for name in order:
-        people = members.get(name, set())
-        if not people and by == "tier":
-            continue
+        people = members[name]
         small = len(people) < SMALL_COHORT
         row = {"name": name, "size": len(people), "suppressed": small, "weeks": []}
         if not small:
-            shown.append(name)
+            index = shown.index(name)
             for week in weeks:
-                n_active = sum(1 for p in people if (p, week) in active)
-                total = sum(accepted.get((p, week), 0) for p in people)
+                n_active, total = counts.get((index, week), (0, 0))
                 row["weeks"].append(
                     {
                         "week": week,
@@ -559,9 +641,24 @@ def unmatched_identities() -> list[dict]:
     lonely = list(
         DeveloperIdentity.objects.filter(reviewed=False, api_key_name="")
         .filter(Q(email="") | Q(github_login=""))
-        .annotate(days=Count("daily_metrics"), last=Max("daily_metrics__date"))
         .order_by("github_login", "email")
     )
+    # Their daily rows (one per day and tool) and last day, from the weekly per-tool rollup.
+    stats = {
+        identity_id: (rows, last)
+        for identity_id, rows, last in _rows(
+            f"""
+            SELECT developer_identity_id, sum(bit_count(days::int::bit(7)))::int,
+                   max(week + {_high_bit("days")})
+            FROM {TOOL_WEEKLY}
+            WHERE organization_id = %s AND developer_identity_id = ANY(%s::uuid[])
+            GROUP BY developer_identity_id
+            """,
+            [require_org_id(), [i.pk for i in lonely]],
+        )
+    }
+    for identity in lonely:
+        identity.days, identity.last = stats.get(identity.pk, (0, None))
     email_only = [i for i in lonely if i.email and not i.github_login]
     login_only = [i for i in lonely if i.github_login and not i.email]
     by_local = defaultdict(list)
