@@ -296,10 +296,11 @@ class DailyToolRollup(TenantModel):
 
 class WeeklyDeveloperToolRollup(TenantModel):
     """Per organisation, ISO week (its Monday), developer and tool: which days of the week
-    have a daily row (`days`, bit k = Monday + k), and running totals of the counters within
-    the week: `totals_upto[c][k + 1]` is counter c (suggestions, acceptances, completions,
-    sessions; SQL arrays count from 1) summed over days 0..k. The sum over any run of days
-    inside a week is two array reads, so a range that starts or ends mid-week stays exact.
+    have a daily row (`days`, bit k = Monday + k), the week's totals, and running totals of
+    the counters within the week: `totals_upto[c][k + 1]` is counter c (suggestions,
+    acceptances, completions, sessions; SQL arrays count from 1) summed over days 0..k. The sum
+    over any run of days inside a week is two array reads, so a range that starts or ends
+    mid-week stays exact (the weeks wholly inside read the plain totals: cheaper).
     Distinct developers per tool and per-developer sums come from here: a seventh of the
     daily rows.
 
@@ -326,6 +327,10 @@ class WeeklyDeveloperToolRollup(TenantModel):
     )
     tool = models.CharField(max_length=50)
     days = models.SmallIntegerField()
+    suggestions = models.BigIntegerField()
+    acceptances = models.BigIntegerField()
+    completions = models.BigIntegerField()
+    sessions = models.BigIntegerField()
     totals_upto = ArrayField(ArrayField(models.BigIntegerField(), size=7), size=4)
 
     class Meta(TenantModel.Meta):
@@ -336,11 +341,12 @@ class WeeklyDeveloperToolRollup(TenantModel):
 
 
 class WeeklyDeveloperRollup(TenantModel):
-    """`WeeklyDeveloperToolRollup` across tools, per organisation, ISO week and developer: on
-    how many tools each day of the week has a row (`tools_per_day`, additive, so concurrent
-    writers compose), the days with any (`days`, recomputed from those counts on every write),
-    and running totals as above. Distinct active developers across tools — per day, per week,
-    per cohort — and their sums are then one row per developer and week.
+    """Per organisation, ISO week and developer, whatever the tool: on how many tools each day
+    of the week has a row (`tools_per_day`, additive, so concurrent writers compose), the days
+    with any (`days`, recomputed from those counts on every write), and the week's totals.
+    Distinct active developers across tools — per day, per week, per cohort — and their sums
+    are one narrow row per developer and week; a range that cuts a week reads that week from
+    `WeeklyDeveloperToolRollup`.
 
     Written only by the database, like `DailyToolRollup`."""
 
@@ -365,7 +371,10 @@ class WeeklyDeveloperRollup(TenantModel):
     )
     tools_per_day = ArrayField(models.SmallIntegerField(), size=7)
     days = models.SmallIntegerField()
-    totals_upto = ArrayField(ArrayField(models.BigIntegerField(), size=7), size=4)
+    suggestions = models.BigIntegerField()
+    acceptances = models.BigIntegerField()
+    completions = models.BigIntegerField()
+    sessions = models.BigIntegerField()
 
     class Meta(TenantModel.Meta):
         db_table = "weekly_developer_rollups"

@@ -10,9 +10,9 @@ metrics/migrations/0008), never the daily rows themselves (but for one developer
 * `weekly_developer_rollups`: per week and developer, the mask of days with any tool —
   distinct developers across tools.
 
-A range that starts or ends mid-week takes from each edge week only its days inside the range
-(`_IN_RANGE` masks the days, `_sum_in_range` reads two running totals), so every figure is
-exactly what the daily rows give, over a seventh of the rows.
+A range that starts or ends mid-week takes from the weeks it cuts only their days inside it
+(`_range_rows`: a mask of those days, and two running totals per counter), so every figure is
+exactly what the daily rows give, from a seventh of the rows or fewer.
 
 The SQL filters on organization_id explicitly (better plans, ready for Citus) on top of RLS."""
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import connection
 from django.db.models import Q
@@ -82,13 +82,20 @@ def _tool_clause(f: Filters, alias: str = "") -> str:
 
 
 def _params(org_id, f: Filters) -> dict:
+    first_week = f.start - dt.timedelta(days=f.start.weekday())
+    last_week = f.end - dt.timedelta(days=f.end.weekday())
+    # Weeks wholly inside the range, and the (at most two) weeks its ends cut.
+    whole_first = f.start if f.start == first_week else first_week + dt.timedelta(days=7)
+    whole_last = last_week if f.end.weekday() == 6 else last_week - dt.timedelta(days=7)
+    cut = {w for w in (first_week, last_week) if not whole_first <= w <= whole_last}
     return {
         "org": org_id,
         "start": f.start,
         "end": f.end,
         "tool": f.tool,
-        # The Monday of the first week the range touches.
-        "first_week": f.start - dt.timedelta(days=f.start.weekday()),
+        "whole_first": whole_first,
+        "whole_last": whole_last,
+        "cut_weeks": sorted(cut),
     }
 
 
@@ -103,47 +110,67 @@ WEEKLY = "weekly_developer_rollups"
 # Day of the week, Monday 0, as the rollups count it (2000-01-03 was a Monday).
 _DOW = "(((date - date '2000-01-03') %% 7 + 7) %% 7)"
 
-# Bits of a weekly row's days that fall inside [start, end]: from day `lo` to day `hi` of its
-# week, (2 << hi) - (1 << lo). `week` is a Monday; date - date is a number of days.
+# A weekly row of a week the range cuts: its days inside [start, end], from day `lo` to day
+# `hi` of the week, (2 << hi) - (1 << lo) (`week` is a Monday; date - date counts days); and a
+# counter over those days, the running total at `hi` minus the one before `lo` (`[0]` of a
+# 1-based array is NULL: nothing before).
 _LO = "greatest(0, %(start)s - week)"
 _HI = "least(6, %(end)s - week)"
 _IN_RANGE = f"(days & ((2 << {_HI}) - (1 << {_LO})))"
-# The weekly rows with days in the range (the predicate follows the primary key's order).
-_WEEKS = (
-    f"organization_id = %(org)s AND week BETWEEN %(first_week)s AND %(end)s AND {_IN_RANGE} <> 0"
-)
 _COUNTER = {"suggestions": 1, "acceptances": 2, "completions": 3, "sessions": 4}
 
 
-def _sum_in_range(counter: str) -> str:
-    """A counter of a weekly row, summed over its days inside the range: the whole week's
-    total, or the running total at the last day minus the one before the first (`[0]` of a
-    1-based array is NULL: nothing before)."""
+def _cut_sum(counter: str) -> str:
     totals = f"totals_upto[{_COUNTER[counter]}]"
-    return (
-        f"(CASE WHEN week >= %(start)s AND week + 6 <= %(end)s THEN {totals}[7]"
-        f" ELSE {totals}[{_HI} + 1] - coalesce({totals}[{_LO}], 0) END)"
-    )
+    return f"({totals}[{_HI} + 1] - coalesce({totals}[{_LO}], 0))"
 
 
-def _weekly(f: Filters, *, weeks: str = _WEEKS, join: str = "") -> str:
-    """FROM and WHERE of the weekly rows to read, one per developer and week: across tools,
-    or of the chosen tool."""
-    if f.tool:
-        return f"{TOOL_WEEKLY} {join} WHERE {weeks} AND tool = %(tool)s"
-    return f"{WEEKLY} {join} WHERE {weeks}"
+def _range_rows(f: Filters, *counters: str, per_tool: bool = False) -> str:
+    """A subquery: the weekly rows of the range, one per developer and week (and tool, with
+    `per_tool`; with a tool chosen, only its rows) — `developer`, `week`, `days` (those inside
+    the range, never none) and each of `counters` over those days. Weeks wholly inside the
+    range read the stored mask and week totals; the weeks its ends cut are computed from the
+    per-tool running totals (across tools: their days OR-ed, their sums added)."""
+    tool = " AND tool = %(tool)s" if f.tool else ""
+    keys = ["developer_identity_id AS developer", "week", *(["tool"] if per_tool else [])]
+    whole = ", ".join([*keys, "days::int AS days", *counters])
+    if per_tool or f.tool:
+        table = TOOL_WEEKLY
+        cut = ", ".join(
+            [*keys, f"{_IN_RANGE} AS days", *(f"{_cut_sum(c)} AS {c}" for c in counters)]
+        )
+        group = ""
+    else:
+        table = WEEKLY
+        cut = ", ".join(
+            [
+                *keys,
+                f"bit_or({_IN_RANGE}) AS days",
+                *(f"sum({_cut_sum(c)}) AS {c}" for c in counters),
+            ]
+        )
+        group = "GROUP BY developer_identity_id, week"
+    return f"""(
+        SELECT {whole} FROM {table}
+        WHERE organization_id = %(org)s{tool} AND week BETWEEN %(whole_first)s AND %(whole_last)s
+        UNION ALL
+        SELECT * FROM (
+            SELECT {cut} FROM {TOOL_WEEKLY}
+            WHERE organization_id = %(org)s{tool} AND week = ANY(%(cut_weeks)s::date[])
+            {group}
+        ) cut WHERE days <> 0
+    )"""
 
 
-def _high_bit(mask: str) -> str:
-    """The last day (0-6) of a non-empty 7-day mask (a column: it is read six times)."""
-    cases = " ".join(f"WHEN {mask} >= {1 << k} THEN {k}" for k in range(6, 0, -1))
-    return f"(CASE {cases} ELSE 0 END)"
+def _by_mask(values) -> str:
+    """A constant array indexed by a 7-day mask + 1 (cheaper than computing it per row)."""
+    return "('{" + ",".join(str(v) for v in values) + "}'::int[])"
 
 
-def _low_bit(mask: str) -> str:
-    """The first day (0-6) of a non-empty 7-day mask (a column)."""
-    cases = " ".join(f"WHEN {mask} & {1 << k} <> 0 THEN {k}" for k in range(6))
-    return f"(CASE {cases} ELSE 6 END)"
+# Days in a mask; its first day, its last day (0-6).
+_DAY_COUNT = _by_mask(bin(m).count("1") for m in range(128))
+_FIRST_DAY = _by_mask(((m & -m).bit_length() - 1) % 7 for m in range(128))
+_LAST_DAY = _by_mask(max(m.bit_length() - 1, 0) for m in range(128))
 
 
 # --- overview ----------------------------------------------------------------------------------
@@ -172,15 +199,14 @@ def overview(org_id, f: Filters) -> dict:
     active = _rows(
         f"""
         WITH used AS MATERIALIZED (
-            SELECT tool, developer_identity_id FROM {TOOL_WEEKLY} WHERE {_WEEKS}
-            GROUP BY tool, developer_identity_id
+            SELECT tool, developer FROM {_range_rows(replace(f, tool=""), per_tool=True)} r
+            GROUP BY tool, developer
         )
-        SELECT 0, week, {_IN_RANGE}, NULL, count(*) FROM {_weekly(f)}
-        GROUP BY week, 3
+        SELECT 0, week, days, NULL, count(*) FROM {_range_rows(f)} r GROUP BY week, days
         UNION ALL
         SELECT 1, NULL, NULL, tool, count(*) FROM used GROUP BY tool
         UNION ALL
-        SELECT 2, NULL, NULL, NULL, count(DISTINCT developer_identity_id) FROM used
+        SELECT 2, NULL, NULL, NULL, count(DISTINCT developer) FROM used
         """,
         params,
     )
@@ -286,28 +312,23 @@ def developer_list(org_id, f: Filters, *, search: str = "") -> list[dict]:
         if search
         else ""
     )
-    sums = ", ".join(f"{_sum_in_range(c)} AS {c}" for c in _COUNTER)
     # The tools each developer used in the range (with a tool chosen: that one).
     tools = (
         "SELECT developer, ARRAY[%(tool)s]::text[] AS tools FROM m"
         if f.tool
         else f"""SELECT developer, array_agg(tool ORDER BY tool) AS tools FROM (
-                SELECT developer_identity_id AS developer, tool FROM {TOOL_WEEKLY}
-                WHERE {_WEEKS} GROUP BY developer_identity_id, tool
+                SELECT developer, tool FROM {_range_rows(f, per_tool=True)} r
+                GROUP BY developer, tool
             ) t GROUP BY developer"""
     )
     rows = _rows(
         f"""
         WITH m AS (
-            SELECT developer, sum(bit_count(days::bit(7)))::bigint AS days,
+            SELECT developer, sum({_DAY_COUNT}[days + 1]) AS days,
                    sum(suggestions)::bigint AS s, sum(acceptances)::bigint AS a,
                    sum(completions)::bigint AS c, sum(sessions)::bigint AS sess,
-                   max(week + {_high_bit("days")}) AS last
-            FROM (
-                SELECT developer_identity_id AS developer, week, {_IN_RANGE} AS days, {sums}
-                FROM {_weekly(f)}
-                OFFSET 0  -- computed once per row, not once per use
-            ) r
+                   max(week + {_LAST_DAY}[days + 1]) AS last
+            FROM {_range_rows(f, *_COUNTER)} r
             GROUP BY developer
         ), tools AS ({tools})
         SELECT i.id, i.display_name, i.github_login, i.email, i.api_key_name,
@@ -520,8 +541,9 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
     elif by == "adoption":
         for identity_id, first in _rows(
             f"""
-            SELECT developer_identity_id, min(week + {_low_bit("days")})
-            FROM {_weekly(f, weeks="organization_id = %(org)s")}
+            SELECT developer_identity_id, min(week + {_FIRST_DAY}[days + 1])
+            FROM {TOOL_WEEKLY if f.tool else WEEKLY}
+            WHERE organization_id = %(org)s {_tool_clause(f)}
             GROUP BY developer_identity_id
             """,
             params,
@@ -531,8 +553,8 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
         totals = dict(
             _rows(
                 f"""
-                SELECT developer_identity_id, sum({_sum_in_range("suggestions")})::bigint
-                FROM {_weekly(f)} GROUP BY developer_identity_id
+                SELECT developer, sum(suggestions)::bigint
+                FROM {_range_rows(f, "suggestions")} r GROUP BY developer
                 """,
                 params,
             )
@@ -570,18 +592,22 @@ def cohorts(org_id, f: Filters, *, by: str) -> dict:
         "cohort": [i for _p, i in pairs],
     }
     _sort_memory()
-    members_join = (
-        "w JOIN unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)"
-        " ON m.developer = w.developer_identity_id"
-    )
     weekly = _rows(
         f"""
         SELECT NULL::int, date - {_DOW} AS week, 0, 0 FROM daily_tool_rollups
         WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s {_tool_clause(f)}
         GROUP BY 2
         UNION ALL
-        SELECT m.cohort, week, count(*), sum({_sum_in_range("acceptances")})::bigint
-        FROM {_weekly(f, join=members_join)} GROUP BY m.cohort, week
+        SELECT m.cohort, r.week, count(*), sum(r.acceptances)::bigint
+        FROM {_range_rows(f, "acceptances")} r
+        JOIN (
+            -- Grouped (the pairs are distinct anyway) so that the planner estimates the join
+            -- from the pairs' count, and hashes them rather than sorting every weekly row.
+            SELECT developer, cohort
+            FROM unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)
+            GROUP BY developer, cohort
+        ) m ON m.developer = r.developer
+        GROUP BY m.cohort, r.week
         """,
         params,
     )
@@ -648,8 +674,8 @@ def unmatched_identities() -> list[dict]:
         identity_id: (rows, last)
         for identity_id, rows, last in _rows(
             f"""
-            SELECT developer_identity_id, sum(bit_count(days::int::bit(7)))::int,
-                   max(week + {_high_bit("days")})
+            SELECT developer_identity_id, sum({_DAY_COUNT}[days + 1])::int,
+                   max(week + {_LAST_DAY}[days + 1])
             FROM {TOOL_WEEKLY}
             WHERE organization_id = %s AND developer_identity_id = ANY(%s::uuid[])
             GROUP BY developer_identity_id

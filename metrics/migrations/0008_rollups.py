@@ -2,10 +2,11 @@
 
 * `daily_tool_rollups` (organisation, day, tool): developers with a row, and sums.
 * `weekly_developer_tool_rollups` (organisation, week, developer, tool): the days of the week
-  with a row as a 7-bit mask, and running totals of each counter within the week.
-* `weekly_developer_rollups` (organisation, week, developer): the same across tools — per day
-  of the week on how many tools the developer has a row, the mask of days with any, and
-  running totals.
+  with a row as a 7-bit mask, the week's totals, and running totals within the week (for
+  ranges that cut the week).
+* `weekly_developer_rollups` (organisation, week, developer): across tools, per day of the
+  week on how many tools the developer has a row, the mask of days with any, and the week's
+  totals (a range that cuts a week sums that week's per-tool rows instead).
 
 Three statement-level triggers with transition tables (PostgreSQL wants one per event when
 they have transition tables) fold each statement's rows into the rollups as deltas: + for new
@@ -50,8 +51,8 @@ KEYS = {
 }
 COLUMNS = {
     DAILY: ("developers", *COUNTERS),
-    TOOL_WEEKLY: ("days", "totals_upto"),
-    WEEKLY: ("tools_per_day", "days", "totals_upto"),
+    TOOL_WEEKLY: ("days", *COUNTERS, "totals_upto"),
+    WEEKLY: ("tools_per_day", "days", *COUNTERS),
 }
 
 
@@ -75,7 +76,8 @@ def _delta(rollup: str, tables: tuple[str, ...]) -> str:
             f"SELECT {keys}, {', '.join(values)} FROM ({_changes(tables)}) c "
             f"GROUP BY {keys} HAVING {having}"
         )
-    # Running totals within the week: [c][k + 1] = counter c over days 0..k.
+    # The week's totals, and running totals within it: [c][k + 1] = counter c over days 0..k.
+    sums = ", ".join(f"sum(sign * {c})" for c in COUNTERS)
     totals = ", ".join(
         "ARRAY["
         + ", ".join(f"sum(CASE WHEN dow <= {k} THEN sign * {c} ELSE 0 END)" for k in range(7))
@@ -83,7 +85,7 @@ def _delta(rollup: str, tables: tuple[str, ...]) -> str:
         for c in COUNTERS
     )
     if rollup == TOOL_WEEKLY:
-        values = f"sum(sign << dow)::smallint, ARRAY[{totals}]"
+        values = f"sum(sign << dow)::smallint, {sums}, ARRAY[{totals}]"
         keys = "organization_id, week, developer_identity_id, tool"
     else:
         counts = ", ".join(f"sum(CASE WHEN dow = {k} THEN sign ELSE 0 END)" for k in range(7))
@@ -91,7 +93,7 @@ def _delta(rollup: str, tables: tuple[str, ...]) -> str:
         mask = " | ".join(
             f"((sum(CASE WHEN dow = {k} THEN sign ELSE 0 END) > 0)::int << {k})" for k in range(7)
         )
-        values = f"ARRAY[{counts}]::smallint[], ({mask})::smallint, ARRAY[{totals}]"
+        values = f"ARRAY[{counts}]::smallint[], ({mask})::smallint, {sums}"
         keys = "organization_id, week, developer_identity_id"
     return (
         f"SELECT {keys.replace('week', 'date - dow AS week')}, {values} "
@@ -111,15 +113,13 @@ def _add(rollup: str, row: str, delta: str) -> str:
         + "]"
         for c in range(1, 5)
     )
+    sums = ", ".join(f"{c} = {row}.{c} + {delta}.{c}" for c in COUNTERS)
     if rollup == TOOL_WEEKLY:
-        return f"days = {row}.days + {delta}.days, totals_upto = ARRAY[{totals}]"
+        return f"days = {row}.days + {delta}.days, {sums}, totals_upto = ARRAY[{totals}]"
     count = [f"{row}.tools_per_day[{k}] + {delta}.tools_per_day[{k}]" for k in range(1, 8)]
     # (Parentheses: PostgreSQL gives | and << the same precedence, left to right.)
     mask = " | ".join(f"(({n} > 0)::int << {k})" for k, n in enumerate(count))
-    return (
-        f"tools_per_day = ARRAY[{', '.join(count)}], days = ({mask})::smallint, "
-        f"totals_upto = ARRAY[{totals}]"
-    )
+    return f"tools_per_day = ARRAY[{', '.join(count)}], days = ({mask})::smallint, {sums}"
 
 
 def _columns(rollup: str) -> str:
@@ -310,6 +310,10 @@ class Migration(migrations.Migration):
                 ("week", models.DateField()),
                 ("tool", models.CharField(max_length=50)),
                 ("days", models.SmallIntegerField()),
+                ("suggestions", models.BigIntegerField()),
+                ("acceptances", models.BigIntegerField()),
+                ("completions", models.BigIntegerField()),
+                ("sessions", models.BigIntegerField()),
                 (
                     "totals_upto",
                     django.contrib.postgres.fields.ArrayField(
@@ -353,15 +357,10 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("days", models.SmallIntegerField()),
-                (
-                    "totals_upto",
-                    django.contrib.postgres.fields.ArrayField(
-                        base_field=django.contrib.postgres.fields.ArrayField(
-                            base_field=models.BigIntegerField(), size=7
-                        ),
-                        size=4,
-                    ),
-                ),
+                ("suggestions", models.BigIntegerField()),
+                ("acceptances", models.BigIntegerField()),
+                ("completions", models.BigIntegerField()),
+                ("sessions", models.BigIntegerField()),
                 ("developer_identity", _identity()),
                 ("organization", _organization()),
             ],

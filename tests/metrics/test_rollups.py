@@ -74,9 +74,16 @@ def expected_rollups(org) -> tuple[dict, dict, dict]:
                 across[1][i][k] += v
     return (
         {key: tuple(v) for key, v in daily.items()},
-        {key: (mask, running(per_day)) for key, (mask, per_day) in tool_weekly.items()},
         {
-            key: (tools, sum(1 << k for k in range(7) if tools[k]), running(per_day))
+            key: (mask, [sum(values) for values in per_day], running(per_day))
+            for key, (mask, per_day) in tool_weekly.items()
+        },
+        {
+            key: (
+                tools,
+                sum(1 << k for k in range(7) if tools[k]),
+                [sum(values) for values in per_day],
+            )
             for key, (tools, per_day) in weekly.items()
         },
     )
@@ -95,11 +102,19 @@ def actual_rollups(org) -> tuple[dict, dict, dict]:
             for r in DailyToolRollup.objects.all()
         }
         tool_weekly = {
-            (r.week, r.developer_identity_id, r.tool): (r.days, r.totals_upto)
+            (r.week, r.developer_identity_id, r.tool): (
+                r.days,
+                [getattr(r, c) for c in COUNTERS],
+                r.totals_upto,
+            )
             for r in WeeklyDeveloperToolRollup.objects.all()
         }
         weekly = {
-            (r.week, r.developer_identity_id): (r.tools_per_day, r.days, r.totals_upto)
+            (r.week, r.developer_identity_id): (
+                r.tools_per_day,
+                r.days,
+                [getattr(r, c) for c in COUNTERS],
+            )
             for r in WeeklyDeveloperRollup.objects.all()
         }
     return daily, tool_weekly, weekly
