@@ -4,30 +4,40 @@ Used by the upload worker, the API worker and `manage.py ingest_metrics` through
 `services.run_process`. Everything here runs inside the run's single transaction (the caller
 owns it), so a run that fails leaves nothing behind.
 
-Metric rows are streamed into a temporary staging table with COPY in batches (constant memory
-whatever the file size), then folded into `daily_developer_metrics` by SQL:
+Metric rows are COPYed into a temporary staging table in batches and folded into
+`daily_developer_metrics` every `Ingest.FOLD_EVERY` rows, so memory stays constant whatever the
+file size. The database work runs on a writer thread (`Writer`) while the main thread parses
+the next batch. The semantics:
 
 * rows for the same (identity, day, tool) within the run are **summed** (several files of one
-  report, Claude Code's local and remote rows);
+  report, Claude Code's local and remote rows): a key seen again goes to a second staging
+  table and is added to its first row at the end (`_fold_repeats`);
 * a key that already exists with different values is **replaced** and counted;
 * a key that exists with the same values is left alone and counted as unchanged — uploading
-  the same file again changes nothing and the run says so.
+  the same file again changes nothing and the run says so;
+* days that hold no earlier run's rows (the first load, a push of a new day) need none of
+  that: they are inserted as they are (`_fresh`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 
+import orjson
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from metrics.models import CopilotSeat, DeveloperIdentity, DeveloperTeam, MetricIngestionRun
 from metrics.parsers import MetricRow, Rejected, SeatRow, TeamRow
+from metrics.parsers.records import MAX_COUNT
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +55,13 @@ NOT_SUMMED = frozenset(
 )
 
 
+def _numbers(values: list) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
 def merge_extras(left: dict, right: dict) -> dict:
-    """Sum two rows' extras: numbers add, flags OR, lists concatenate, objects recurse."""
+    """Sum two rows' extras: numbers add, flags OR, counter lists (breakdowns) add element by
+    element, other lists are joined without repeats, objects recurse."""
     merged = dict(left)
     for key, value in right.items():
         if key in NOT_SUMMED:
@@ -58,19 +73,16 @@ def merge_extras(left: dict, right: dict) -> dict:
         mine = merged[key]
         if isinstance(mine, bool) or isinstance(value, bool):
             merged[key] = bool(mine) or bool(value)
-        elif (isinstance(mine, int | float) and isinstance(value, int | float)) or (
-            isinstance(mine, list) and isinstance(value, list)
-        ):
+        elif isinstance(mine, int | float) and isinstance(value, int | float):
             merged[key] = mine + value
+        elif isinstance(mine, list) and isinstance(value, list):
+            if len(mine) == len(value) and _numbers(mine) and _numbers(value):
+                merged[key] = [a + b for a, b in zip(mine, value, strict=True)]
+            else:
+                merged[key] = mine + [v for v in value if v not in mine]
         elif isinstance(mine, dict) and isinstance(value, dict):
             merged[key] = merge_extras(mine, value)
     return merged
-
-
-def _copy_text(value: str) -> str:
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
 
 
 @dataclass
@@ -93,8 +105,11 @@ class Identities:
 
     New identities are created in batches (`flush`) before the rows naming them are staged."""
 
-    def __init__(self, org_id):
+    def __init__(self, org_id, *, before_write=lambda: None):
         self.org_id = org_id
+        # Called before this class writes through the run's connection (the writer thread
+        # must be idle then: see `Writer`).
+        self.before_write = before_write
         self.by_login: dict[str, uuid.UUID] = {}
         self.by_github_id: dict[int, uuid.UUID] = {}
         self.by_email: dict[str, uuid.UUID] = {}
@@ -134,12 +149,14 @@ class Identities:
 
     def flush(self) -> None:
         if self.pending:
+            self.before_write()
             DeveloperIdentity.objects.bulk_create(self.pending, batch_size=1000)
             self.pending = []
 
     def _fill(self, pk, **fields) -> None:
         """Give an existing identity an identifier it lacked (login seen with its id …)."""
         self.flush()
+        self.before_write()
         DeveloperIdentity.objects.filter(pk=pk).update(**fields, updated_at=timezone.now())
         self._index(
             pk,
@@ -190,29 +207,126 @@ class Identities:
         return pk
 
 
+class Writer:
+    """The run's database writes — COPY batches into the staging table, fold it into the
+    daily table — on a thread of their own, so PostgreSQL stores one batch while Python parses
+    the next: with two cores a run takes about as long as the slower of the two, not their sum.
+
+    The thread uses the run's connection, so everything stays in the run's one transaction.
+    Only one thread talks to the connection at a time: the main thread calls `drain()` (wait
+    until the writer is idle) before it uses the connection itself. The first error stops the
+    writer and is raised in the main thread at its next `submit` or `drain`."""
+
+    QUEUED = 4  # batches waiting: bounds memory whatever the file size
+
+    def __init__(self, raw_connection):
+        self.connection = raw_connection
+        self.jobs: queue.Queue = queue.Queue(maxsize=self.QUEUED)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="metrics-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    with self.connection.cursor() as cursor:
+                        job(cursor)
+            except BaseException as exc:  # handed to the main thread
+                self.error = exc
+            finally:
+                self.jobs.task_done()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def submit(self, job) -> None:
+        self._raise()
+        self.jobs.put(job)
+
+    def drain(self) -> None:
+        self.jobs.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Stop the thread (after the queued jobs, or at once if one failed)."""
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+
+
+def _copy_job(table: str, text: str):
+    def job(cursor) -> None:
+        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+            copy.write(text)
+
+    return job
+
+
 class Ingest:
-    """Accumulates one run's records; `finish()` writes them."""
+    """Accumulates one run's records; `finish()` writes the rest. Use as a context manager
+    (the writer thread stops on the way out, whatever happens)."""
+
+    # Rows staged before they are folded into the daily table (one INSERT … ON CONFLICT).
+    FOLD_EVERY = 10_000
 
     def __init__(self, run: MetricIngestionRun, *, max_errors: int):
         self.run = run
         self.org_id = run.organization_id
         self.max_errors = max_errors
         self.outcome = Outcome()
-        self.identities = Identities(self.org_id)
         self.stage = f"metrics_stage_{uuid.uuid4().hex[:12]}"
+        self.repeats_stage = f"{self.stage}_repeats"
         self.staged = 0
+        self.unfolded = 0
         self.buffer: list[str] = []
+        self.repeats: list[str] = []
+        self.repeated = 0
+        # Every (identity, day, tool) staged so far, as one int each: a key seen again (a
+        # report in several parts, Claude Code's local and remote rows) goes to the repeats
+        # table and is summed into the first one at the end.
+        self.seen: set[int] = set()
+        self.identity_numbers: dict[uuid.UUID, int] = {}
+        self.tool_numbers: dict[str, int] = {}
         self.seats: dict[uuid.UUID, SeatRow] = {}
         self.saw_seats = False
         self.file = ""
         self._last_progress = 0.0
+        # (tool, day) pairs this run filled without merging (see `_fresh`).
+        self.days_written: set[tuple[str, object]] = set()
+        self.batch_days: set[tuple[str, object]] = set()
+        self.unfolded_days: set[tuple[str, object]] = set()
+        self.prefix = f"{self.org_id}\t{run.pk}\t"
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMP TABLE {self.stage} (identity_id uuid, date date, tool text, "
-                "suggestions bigint, acceptances bigint, completions bigint, sessions bigint, "
-                # text, not jsonb: parsed once, on the way into the daily table.
-                "extras text) ON COMMIT DROP"
-            )
+            # Runs of one organisation take turns (held until this run's transaction ends): a
+            # second run waits here, then sees the first one's identities and rows, so they
+            # never both create one developer or both count a day as fresh. Identity merges
+            # and the rollup triggers take the same lock.
+            cursor.execute("SELECT tap_metrics_lock(%s)", [str(self.org_id)])
+            # Each fold's rows pass through the rollup triggers' transition tables: keep them
+            # in memory (for this transaction only).
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+            for table in (self.stage, self.repeats_stage):
+                cursor.execute(
+                    f"CREATE TEMP TABLE {table} (organization_id uuid, ingestion_run_id uuid, "
+                    "identity_id uuid, date date, tool text, suggestions bigint, "
+                    # text, not jsonb: parsed once, on the way into the daily table.
+                    "acceptances bigint, completions bigint, sessions bigint, extras text) "
+                    "ON COMMIT DROP"
+                )
+        connection.ensure_connection()
+        self.writer = Writer(connection.connection)
+        self.identities = Identities(self.org_id, before_write=self.writer.drain)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.writer.close()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -234,36 +348,56 @@ class Ingest:
         elif isinstance(item, TeamRow):
             self._team(item)
 
+    def _key(self, pk: uuid.UUID, row: MetricRow) -> int:
+        number = self.identity_numbers.get(pk)
+        if number is None:
+            number = self.identity_numbers[pk] = len(self.identity_numbers)
+        tool = self.tool_numbers.get(row.tool)
+        if tool is None:
+            tool = self.tool_numbers[row.tool] = len(self.tool_numbers)
+        return (number << 40) | (row.date.toordinal() << 16) | tool
+
     def _metric(self, row: MetricRow) -> None:
         pk = self.identities.for_row(row)
         if isinstance(pk, str):
             self.reject(row.line, pk)
             return
-        text = row.extras_json or json.dumps(row.extras, separators=(",", ":"))
-        if "\\u0000" in text:
-            # PostgreSQL's jsonb cannot hold NUL characters.
-            self.reject(row.line, "the record contains a NUL character (\\u0000)")
-            return
+        text = orjson.dumps(row.extras).decode()
+        if "\\" in text:
+            if "\\u0000" in text:
+                # PostgreSQL's jsonb cannot hold NUL characters.
+                self.reject(row.line, "the record contains a NUL character (\\u0000)")
+                return
+            # JSON text has no raw tabs or line breaks; backslashes are COPY's escape.
+            text = text.replace("\\", "\\\\")
         self.outcome.rows_ingested += 1
-        extras = _copy_text(text)
-        self.buffer.append(
-            f"{pk}\t{row.date.isoformat()}\t{row.tool}\t{row.suggestions}\t{row.acceptances}\t"
-            f"{row.completions}\t{row.sessions}\t{extras}\n"
+        line = (
+            f"{self.prefix}{pk}\t{row.date.isoformat()}\t{row.tool}\t{row.suggestions}\t"
+            f"{row.acceptances}\t{row.completions}\t{row.sessions}\t{text}\n"
         )
-        if len(self.buffer) >= BATCH:
-            self._flush()
+        key = self._key(pk, row)
+        if key in self.seen:
+            self.repeats.append(line)
+        else:
+            self.seen.add(key)
+            self.buffer.append(line)
+            self.batch_days.add((row.tool, row.date))
+            if len(self.buffer) >= BATCH:
+                self._flush()
 
     def _flush(self) -> None:
         self.identities.flush()
-        if not self.buffer:
-            return
-        with (
-            connection.cursor() as cursor,
-            cursor.copy(f"COPY {self.stage} FROM STDIN") as copy,
-        ):
-            copy.write("".join(self.buffer))
-        self.staged += len(self.buffer)
-        self.buffer = []
+        if self.buffer:
+            self.writer.submit(
+                partial(self._store, "".join(self.buffer), len(self.buffer), self.batch_days)
+            )
+            self.staged += len(self.buffer)
+            self.buffer = []
+            self.batch_days = set()
+        if self.repeats:
+            self.writer.submit(_copy_job(self.repeats_stage, "".join(self.repeats)))
+            self.repeated += len(self.repeats)
+            self.repeats = []
 
     def _seat(self, row: SeatRow) -> None:
         self.saw_seats = True
@@ -278,6 +412,7 @@ class Ingest:
             self.seats[pk] = row
 
     def _team(self, row: TeamRow) -> None:
+        self.writer.drain()
         if row.source == "identity_map":
             from metrics.services import identity_map_row  # noqa: PLC0415
 
@@ -308,57 +443,68 @@ class Ingest:
 
     def finish(self) -> Outcome:
         self._flush()
+        self.writer.submit(self._fold_rest)
+        self.writer.drain()
         self.identities.flush()
         self.outcome.identities_created = self.identities.created
-        if self.staged:
-            self._fold()
+        if self.repeated:
+            self._fold_repeats()
         if self.saw_seats:
             self._write_seats()
         return self.outcome
 
-    def _fold(self) -> None:
-        org, run = str(self.org_id), str(self.run.pk)
-        with connection.cursor() as cursor:
-            # 1. Keys seen more than once in this run (parts of one report, local + remote
-            #    Claude Code rows): sum them into one staged row. Usually few or none.
+    def _store(self, text: str, rows: int, days: set, cursor) -> None:
+        """Stage one batch (on the writer thread); fold the staged rows every FOLD_EVERY."""
+        _copy_job(self.stage, text)(cursor)
+        self.unfolded += rows
+        self.unfolded_days |= days
+        if self.unfolded >= self.FOLD_EVERY:
+            self._fold(cursor)
+
+    def _fold_rest(self, cursor) -> None:
+        if self.unfolded:
+            self._fold(cursor)
+
+    def _fresh(self, cursor) -> bool:
+        """Do the staged rows' days hold no rows of an earlier run (the first load, the push
+        of a new day)? Then they need no merging. Days this run filled itself count as fresh:
+        with the organisation's writer lock held, no other run adds to them."""
+        unknown = self.unfolded_days - self.days_written
+        if unknown:
+            tools, dates = zip(*unknown, strict=True)
             cursor.execute(
-                f"""
-                SELECT identity_id, date, tool, sum(suggestions), sum(acceptances),
-                       sum(completions), sum(sessions), array_agg(extras)
-                FROM {self.stage} GROUP BY identity_id, date, tool HAVING count(*) > 1
-                """
+                "SELECT EXISTS (SELECT 1 FROM daily_tool_rollups r "
+                "JOIN unnest(%s::text[], %s::date[]) AS b(tool, date) "
+                "ON r.tool = b.tool AND r.date = b.date WHERE r.organization_id = %s)",
+                [list(tools), list(dates), str(self.org_id)],
             )
-            duplicates = cursor.fetchall()
-            if duplicates:
-                keys = [(str(i), d, t) for i, d, t, *_rest in duplicates]
-                cursor.execute(
-                    f"DELETE FROM {self.stage} WHERE (identity_id, date, tool) IN "
-                    f"(SELECT * FROM unnest(%s::uuid[], %s::date[], %s::text[]))",
-                    [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
-                )
-                merged = []
-                for identity_id, day, tool, s, a, c, n, extras_list in duplicates:
-                    total: dict = {}
-                    for text in extras_list:
-                        total = merge_extras(total, json.loads(text))
-                    merged.append((identity_id, day, tool, s, a, c, n, json.dumps(total)))
-                cursor.executemany(
-                    f"INSERT INTO {self.stage} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", merged
-                )
-            # 2. One statement: new keys are inserted, keys with different values replaced,
-            #    keys with the same values left alone (no write, not returned).
+            if cursor.fetchone()[0]:
+                return False
+        self.days_written |= unknown
+        return True
+
+    def _fold(self, cursor) -> None:
+        """Staged rows (one per key: repeats are kept apart) into the daily table, in one
+        statement (on the writer thread). Fresh days: a plain INSERT, every row new. Else
+        new keys are inserted, keys with different values replaced, keys with the same
+        values left alone (no write, not returned)."""
+        columns = (
+            "INSERT INTO daily_developer_metrics AS d (id, organization_id, "
+            "developer_identity_id, date, tool, suggestions, acceptances, completions, "
+            "sessions, extras, ingestion_run_id, created_at, updated_at) "
+            "SELECT gen_random_uuid(), organization_id, identity_id, date, tool, "
+            "least(suggestions, 2147483647), least(acceptances, 2147483647), "
+            "least(completions, 2147483647), least(sessions, 2147483647), extras::jsonb, "
+            f"ingestion_run_id, now(), now() FROM {self.stage}"
+        )
+        if self._fresh(cursor):
+            cursor.execute(columns)
+            new, replaced, keys = cursor.rowcount, 0, cursor.rowcount
+        else:
             cursor.execute(
                 f"""
                 WITH written AS (
-                    INSERT INTO daily_developer_metrics AS d
-                        (id, organization_id, developer_identity_id, date, tool, suggestions,
-                         acceptances, completions, sessions, extras, ingestion_run_id,
-                         created_at, updated_at)
-                    SELECT gen_random_uuid(), %s, identity_id, date, tool,
-                           least(suggestions, 2147483647), least(acceptances, 2147483647),
-                           least(completions, 2147483647), least(sessions, 2147483647),
-                           extras::jsonb, %s, now(), now()
-                    FROM {self.stage}
+                    {columns}
                     ON CONFLICT (organization_id, developer_identity_id, date, tool) DO UPDATE
                     SET suggestions = EXCLUDED.suggestions, acceptances = EXCLUDED.acceptances,
                         completions = EXCLUDED.completions, sessions = EXCLUDED.sessions,
@@ -372,14 +518,57 @@ class Ingest:
                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
                        (SELECT count(*) FROM {self.stage})
                 FROM written
-                """,
-                [org, run],
+                """
             )
             new, replaced, keys = cursor.fetchone()
-            cursor.execute(f"TRUNCATE {self.stage}")
+        cursor.execute(f"TRUNCATE {self.stage}")
+        self.unfolded = 0
+        self.unfolded_days = set()
         self.outcome.rows_new += new
         self.outcome.rows_replaced += replaced
         self.outcome.rows_unchanged += keys - new - replaced
+
+    def _fold_repeats(self) -> None:
+        """Keys seen more than once in the run: the daily row holds the first one's values
+        (written by this run, or an earlier run's identical row left alone); add the others to
+        it. A row that was counted unchanged and now changes is counted as replaced."""
+        run = str(self.run.pk)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT d.id, d.ingestion_run_id = %s, d.suggestions, d.acceptances,
+                       d.completions, d.sessions, d.extras::text,
+                       sum(r.suggestions), sum(r.acceptances), sum(r.completions),
+                       sum(r.sessions), array_agg(r.extras)
+                FROM {self.repeats_stage} r
+                JOIN daily_developer_metrics d
+                  ON d.organization_id = %s AND d.developer_identity_id = r.identity_id
+                 AND d.date = r.date AND d.tool = r.tool
+                GROUP BY d.id
+                """,
+                [run, str(self.org_id)],
+            )
+            changed = []
+            for pk, ours, *values in cursor.fetchall():
+                before, extras_text = values[:4], values[4]
+                added, extras_list = values[5:9], values[9]
+                after = [min(MAX_COUNT, a + b) for a, b in zip(before, added, strict=True)]
+                extras = json.loads(extras_text)
+                total = extras
+                for text in extras_list:
+                    total = merge_extras(total, json.loads(text))
+                if after == before and total == extras:
+                    continue
+                changed.append((*after, json.dumps(total), run, pk))
+                if not ours:
+                    self.outcome.rows_unchanged -= 1
+                    self.outcome.rows_replaced += 1
+            cursor.executemany(
+                "UPDATE daily_developer_metrics SET suggestions = %s, acceptances = %s, "
+                "completions = %s, sessions = %s, extras = %s::jsonb, ingestion_run_id = %s, "
+                "updated_at = now() WHERE id = %s",
+                changed,
+            )
 
     def _write_seats(self) -> None:
         """A seats file is the whole roster at one moment: it replaces the previous one."""

@@ -220,27 +220,28 @@ def run_process(*, run_id, org_id) -> MetricIngestionRun | None:
 
 
 def _ingest(run: MetricIngestionRun) -> Ingest:
-    ingest = Ingest(run, max_errors=settings.TAP_METRICS_MAX_ERRORS)
     total = sum(f["size"] for f in run.files) or 1
     done = 0
-    for stored in run.files:
-        ingest.file = stored["name"]
-        with open_metrics_file(
-            stored["path"], max_decompressed_bytes=settings.TAP_METRICS_MAX_DECOMPRESSED_BYTES
-        ) as parsed:
-            if run.detected_format and parsed.format != run.detected_format:
-                raise Refused(
-                    f"“{stored['name']}” is a {parsed.label}, but the first file is a "
-                    f"{FORMAT_LABELS[run.detected_format]}. One upload holds files of one "
-                    "report; upload the others separately."
-                )
-            run.detected_format = parsed.format
-            for count, item in enumerate(parsed.items):
-                ingest.add(item)
-                if count % 1000 == 0:
-                    ingest.progress(done + parsed.position(), total)
-        done += stored["size"]
-    ingest.finish()
+    # The context stops the ingest's writer thread before the run's transaction ends.
+    with Ingest(run, max_errors=settings.TAP_METRICS_MAX_ERRORS) as ingest:
+        for stored in run.files:
+            ingest.file = stored["name"]
+            with open_metrics_file(
+                stored["path"], max_decompressed_bytes=settings.TAP_METRICS_MAX_DECOMPRESSED_BYTES
+            ) as parsed:
+                if run.detected_format and parsed.format != run.detected_format:
+                    raise Refused(
+                        f"“{stored['name']}” is a {parsed.label}, but the first file is a "
+                        f"{FORMAT_LABELS[run.detected_format]}. One upload holds files of one "
+                        "report; upload the others separately."
+                    )
+                run.detected_format = parsed.format
+                for count, item in enumerate(parsed.items):
+                    ingest.add(item)
+                    if count % 1000 == 0:
+                        ingest.progress(done + parsed.position(), total)
+            done += stored["size"]
+        ingest.finish()
     return ingest
 
 

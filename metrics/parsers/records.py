@@ -29,8 +29,6 @@ class MetricRow:
     sessions: int
     extras: dict
     login: str = ""
-    # The extras already as JSON text (an NDJSON line kept as delivered): no re-encoding.
-    extras_json: str = ""
     github_id: int | None = None
     email: str = ""
     api_key_name: str = ""

@@ -27,7 +27,8 @@ def test_one_report_in_two_files_is_summed(org_a, tmp_path):
     (row,) = rows(org_a)
     assert (row.suggestions, row.acceptances, row.completions) == (15, 8, 42)
     assert row.extras["interactions"] == 4
-    assert len(row.extras["by_ide"]) == 2
+    # The parts' breakdowns add up counter by counter.
+    assert row.extras["by_ide"] == {"vscode": [20, 0, 0, 0]}
 
 
 def test_same_file_twice_changes_nothing_and_says_so(org_a, tmp_path):

@@ -20,6 +20,9 @@ from tap.tenancy import org_context
 
 class Command(BaseCommand):
     help = "Ingest GitHub Copilot / Claude Code / Tap CSV metrics files into an organisation."
+    # Nightly jobs run this often: skip the project-wide system checks (`manage.py check` and
+    # deploys run them), which cost seconds of start-up each time.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--org", required=True, help="organisation slug")

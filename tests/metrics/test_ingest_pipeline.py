@@ -1,0 +1,136 @@
+"""The ingest pipeline's moving parts: batches folded while the file is still being read (on
+the writer thread), keys repeated across batches summed into their first row, fresh days
+inserted without merging, and a failure on the writer thread failing the whole run."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from metrics import ingest as ingest_module
+from metrics.models import DailyDeveloperMetric
+from tap.tenancy import org_context
+from tests.metrics.helpers import copilot_record, ingest, ndjson, rows, write
+
+
+@pytest.fixture
+def tiny_batches(monkeypatch):
+    """Batches of 2 rows, folded every 4: a small file crosses every boundary."""
+    monkeypatch.setattr(ingest_module, "BATCH", 2)
+    monkeypatch.setattr(ingest_module.Ingest, "FOLD_EVERY", 4)
+
+
+def _day(n: int) -> str:
+    return f"2026-04-{n:02d}"
+
+
+def test_a_key_repeated_in_a_later_batch_is_summed_into_the_first(org_a, tmp_path, tiny_batches):
+    records = [copilot_record(f"dev{i}", _day(1)) for i in range(6)]
+    # mona's day 1 again, after several batches (and a fold) have gone by.
+    records.append(copilot_record("dev0", _day(1), code_generation_activity_count=5))
+    run = ingest(org_a, write(tmp_path, "u.ndjson", ndjson(records)))
+    assert run.status == "succeeded", run.message
+    assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (6, 0, 0)
+    (dev0,) = rows(org_a, developer_identity__github_login="dev0")
+    assert dev0.suggestions == 15
+    assert dev0.extras["by_ide"] == {"vscode": [20, 0, 0, 0]}
+    assert len(rows(org_a)) == 6
+
+
+def test_a_repeat_of_an_unchanged_row_makes_it_replaced(org_a, tmp_path, tiny_batches):
+    first = [copilot_record(f"dev{i}", _day(1)) for i in range(5)]
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson(first)))
+    # The same day again: dev0's first part equals what is stored (unchanged), its second part
+    # arrives batches later and must be added, not lost.
+    again = [*first, copilot_record("dev0", _day(1), code_generation_activity_count=7)]
+    run = ingest(org_a, write(tmp_path, "b.ndjson", ndjson(again)))
+    assert run.status == "succeeded", run.message
+    assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (0, 1, 4)
+    (dev0,) = rows(org_a, developer_identity__github_login="dev0")
+    assert dev0.suggestions == 17
+    assert str(dev0.ingestion_run_id) == str(run.pk)
+
+
+def test_fresh_days_and_revised_days_in_one_run(org_a, tmp_path, tiny_batches):
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("dev0", _day(1))])))
+    records = [copilot_record("dev0", _day(1), code_generation_activity_count=3)]
+    records += [copilot_record(f"dev{i}", _day(d)) for d in (2, 3) for i in range(4)]
+    run = ingest(org_a, write(tmp_path, "b.ndjson", ndjson(records)))
+    assert run.status == "succeeded", run.message
+    assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (8, 1, 0)
+    assert [r.suggestions for r in rows(org_a, date=_day(1))] == [3]
+    assert len(rows(org_a)) == 9
+
+
+def test_the_same_file_twice_in_small_batches_changes_nothing(org_a, tmp_path, tiny_batches):
+    records = [copilot_record(f"dev{i}", _day(d)) for d in (1, 2) for i in range(5)]
+    path = write(tmp_path, "u.ndjson", ndjson(records))
+    assert ingest(org_a, path).rows_new == 10
+    again = ingest(org_a, path)
+    assert (again.rows_new, again.rows_replaced, again.rows_unchanged) == (0, 0, 10)
+    assert "nothing changed" in again.message.lower()
+
+
+def test_a_failure_on_the_writer_thread_fails_the_run_and_stores_nothing(
+    org_a, tmp_path, tiny_batches, monkeypatch
+):
+    real = ingest_module._copy_job
+    calls = []
+
+    def failing(table, text):
+        calls.append(table)
+        if len(calls) == 3:
+            return lambda cursor: cursor.execute("SELECT 1/0")
+        return real(table, text)
+
+    monkeypatch.setattr(ingest_module, "_copy_job", failing)
+    records = [copilot_record(f"dev{i}", _day(1)) for i in range(10)]
+    run = ingest(org_a, write(tmp_path, "u.ndjson", ndjson(records)))
+    assert run.status == "failed"
+    assert "internal error" in run.message
+    assert rows(org_a) == []
+    # The writer thread is gone, and the connection still works.
+    assert not [t for t in threading.enumerate() if t.name == "metrics-writer"]
+    with org_context(org_a.id):
+        assert DailyDeveloperMetric.objects.count() == 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_two_runs_of_one_organisation_at_once_both_land(org_a, tmp_path):
+    """Runs of one organisation take turns (its writer lock): the second waits for the first
+    to commit, then finds its developers and merges with its rows instead of colliding with
+    them (both used to create the same developers, and one failed)."""
+    a = [copilot_record(f"dev{i}", _day(1)) for i in range(6)]
+    b = [copilot_record(f"dev{i}", _day(1), code_generation_activity_count=3) for i in range(3, 9)]
+    paths = [write(tmp_path, "a.ndjson", ndjson(a)), write(tmp_path, "b.ndjson", ndjson(b))]
+    results = {}
+    start = threading.Barrier(2)
+
+    def work(path):
+        start.wait()
+        try:
+            results[path.name] = ingest(org_a, path)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    runs = sorted(results.values(), key=lambda r: r.finished_at)
+    assert [r.status for r in runs] == ["succeeded", "succeeded"], [r.message for r in runs]
+    # The first run found an empty day; the second merged: 3 keys new, 3 replaced.
+    assert (runs[0].rows_new, runs[0].rows_replaced) == (6, 0)
+    assert (runs[1].rows_new, runs[1].rows_replaced) == (3, 3)
+    stored = {r.developer_identity.github_login: r.suggestions for r in rows(org_a)}
+    assert len(stored) == 9
+    expected_from_b = runs[1].file_name == "b.ndjson"
+    assert stored["dev4"] == (3 if expected_from_b else 10)
+    assert stored["dev0"] == 10
+    assert stored["dev8"] == 3
