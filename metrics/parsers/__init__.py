@@ -136,21 +136,74 @@ def _detect(text: io.TextIOWrapper, *, position) -> Parsed:
         raise Refused("The file is empty.")
     stripped = first.lstrip()
     if stripped.startswith("{"):
-        try:
-            record = json.loads(first)
-        except ValueError:
-            record = None
+        record = _object_or_error(first)
         if isinstance(record, dict):
             # One object per line (NDJSON) — or a one-line JSON document.
             fmt = _json_format(record)
             return Parsed(fmt, _decoding(_ndjson(fmt, first, text, skipped)), position)
-        return _json_document(first, text, position)
+        if not _broken_within(first):
+            # `{` or `{"seats": [`: the start of a document written over several lines.
+            return _json_document(first, text, position)
+        return _broken_first_lines(first, record, text, skipped, position)
     if stripped.startswith("["):
         return _json_document(first, text, position)
     return _csv(first, text, position)
 
 
 # --- JSON ------------------------------------------------------------------------------------
+
+LOOKAHEAD_LINES = 20
+
+
+def _object_or_error(line: str) -> dict | str:
+    try:
+        value = json.loads(line)
+    except ValueError as exc:
+        return f"invalid JSON ({exc.msg})"
+    return value if isinstance(value, dict) else "not a JSON object"
+
+
+def _broken_within(line: str) -> bool:
+    """Is the line wrong before its end (garbled, or a string cut off), rather than merely
+    unfinished like the first line of a document written over several lines?"""
+    text = line.rstrip()
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        return exc.pos < len(text)
+    return True
+
+
+def _broken_first_lines(first: str, problem: str, text, skipped: int, position) -> Parsed:
+    """The first line opens an object and is broken before its end: NDJSON whose first
+    record is cut off or garbled — or a document that is broken anyway. A later line that
+    starts with `{` and is an object settles it: NDJSON, and the broken lines before it are
+    rejected like any other. Otherwise it is read as a document (and refused where broken)."""
+    held, problems = [first], [problem]
+    for _ in range(LOOKAHEAD_LINES):
+        line = _read_line(text)
+        if line is None:
+            break
+        held.append(line)
+        problems.append("")
+        if line.startswith("{"):
+            record = _object_or_error(line)
+            if isinstance(record, dict):
+                fmt = _json_format(record)
+                return Parsed(
+                    fmt, _decoding(_ndjson_after(fmt, held, problems, text, skipped)), position
+                )
+            problems[-1] = record
+        elif line.strip():
+            problems[-1] = "invalid JSON (not a JSON object)"
+    return _json_document("".join(held), text, position)
+
+
+def _ndjson_after(fmt: str, held: list, problems: list, text, skipped: int) -> Iterator:
+    for offset, (line, problem) in enumerate(zip(held[:-1], problems, strict=False)):
+        if line.strip():
+            yield Rejected(skipped + offset + 1, problem)
+    yield from _ndjson(fmt, held[-1], text, skipped + len(held) - 1)
 
 
 def _json_format(record: dict) -> str:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 
 import pytest
 
 from metrics.models import CopilotSeat, DeveloperIdentity, DeveloperTeam
 from tap.tenancy import org_context
-from tests.metrics.helpers import SAMPLES, claude_record, ingest, ndjson, rows, write
+from tests.metrics.helpers import (
+    SAMPLES,
+    claude_record,
+    copilot_record,
+    ingest,
+    ndjson,
+    rows,
+    write,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -36,13 +45,14 @@ def test_copilot_users_ndjson_sample(org_a, tmp_path):
     assert hubot.date == dt.date(2026, 4, 25)
     assert hubot.extras["interactions"] == 24
     assert hubot.extras["used"] == ["cli"]
-    assert hubot.extras["by_language_feature"][0] == {
-        "language": "typescript",
-        "feature": "copilot_cli",
-        "generated": 23,
-        "accepted": 23,
-        "loc_added": 330,
+    # Breakdowns are kept compactly: dimensions as keys, counters as
+    # [generated, accepted, loc_added, interactions]; all-zero entries ("others") left out.
+    assert hubot.extras["by_language_feature"] == {
+        "typescript": {"copilot_cli": [23, 23, 330, 0]},
+        "markdown": {"copilot_cli": [2, 1, 105, 0]},
     }
+    assert hubot.extras["by_feature"] == {"copilot_cli": [25, 24, 435, 24]}
+    assert "by_ide" not in hubot.extras  # an empty list in the record
     assert hubot.extras["ai_credits_used"] == 2.5
     assert hubot.extras["adoption_phase"] == "Phase 2"
     assert hubot.extras["cli"]["requests"] == 187
@@ -55,7 +65,7 @@ def test_copilot_json_array_sample_named_txt(org_a, tmp_path):
     assert run.status == "succeeded", run.message
     (row,) = rows(org_a)
     assert (row.suggestions, row.acceptances, row.completions, row.sessions) == (1, 1, 8, 2)
-    assert row.extras["by_ide"][0]["ide"] == "vscode"
+    assert list(row.extras["by_ide"]) == ["vscode"]
     assert row.extras["loc_suggested_to_add"] == 10
 
 
@@ -171,3 +181,33 @@ def test_unknown_file_is_refused_with_what_we_read(org_a, tmp_path):
     assert "does not recognise" in run.message
     with org_context(org_a.id):
         assert not DeveloperIdentity.objects.exists()
+
+
+def test_a_broken_first_ndjson_line_is_rejected_not_the_whole_file(org_a, tmp_path):
+    good = [copilot_record("mona"), copilot_record("hubot")]
+    whole = json.dumps(copilot_record("octo"))
+    cut_off = whole[: whole.index('"day"') + 12]  # a record cut off inside its date
+    path = write(tmp_path, "u.ndjson", cut_off + "\n" + ndjson(good))
+    failed = ingest(org_a, path)
+    assert failed.status == "failed", failed.message
+    assert failed.errors, failed.message
+    assert [e["line"] for e in failed.errors] == [1]
+    assert "invalid JSON" in failed.errors[0]["reason"]
+    assert failed.detected_format == "copilot_users"
+    partial = ingest(org_a, path, skip_invalid=True)
+    assert partial.status == "partial"
+    assert partial.rows_new == 2
+
+
+def test_a_document_whose_first_line_opens_an_array_is_still_a_document(org_a, tmp_path):
+    # Not NDJSON: its lines at the start of a line are elements of the seats array.
+    text = (
+        '{"total_seats": 2, "seats": [\n'
+        '{"assignee": {"login": "mona", "id": 1}, "created_at": "2026-01-01T00:00:00Z"},\n'
+        '{"assignee": {"login": "hubot", "id": 2}, "created_at": "2026-01-01T00:00:00Z"}\n'
+        "]}\n"
+    )
+    run = ingest(org_a, write(tmp_path, "seats.json", text))
+    assert run.status == "succeeded", run.message
+    assert run.detected_format == "copilot_seats"
+    assert run.rows_ingested == 2
