@@ -199,21 +199,40 @@ def generate_claude(path: Path, records: int, start: dt.date) -> int:
     return rows
 
 
+# Runs a command as its child and prints the child's own peak memory. Measured from the bench
+# process directly, Linux would report at least the bench's own size: a process's peak RSS
+# survives fork and exec, and the bench holds the generated data's bookkeeping.
+LAUNCHER = r"""
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_pid, status, usage = os.wait4(pid, 0)
+sys.stderr.write(f"\nTAP_PEAK_RSS_KB={usage.ru_maxrss}\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _measure(cmd: list[str], env: dict) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, stdout) of one child process."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE)
-        _pid, status, usage = os.wait4(process.pid, 0)
+        process = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, *cmd],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
         seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        err = process.stderr.read().decode() if process.stderr else ""
+        err = process.stderr.decode()
         out.seek(0)
         stdout = out.read().decode()
     if process.returncode != 0:
         raise RuntimeError(f"{cmd[:4]} failed ({process.returncode}): {err[-2000:]}")
-    # ru_maxrss is in kilobytes on Linux.
-    return seconds, usage.ru_maxrss / 1024, stdout
+    peak_kb = int(err.rsplit("TAP_PEAK_RSS_KB=", 1)[1].split()[0])
+    return seconds, peak_kb / 1024, stdout
 
 
 def timed_get(client, url: str, rounds: int = ROUNDS) -> dict:
