@@ -5,10 +5,11 @@ They read rollups of `daily_developer_metrics` that the database keeps exact (tr
 metrics/migrations/0008), never the daily rows themselves (but for one developer's page):
 
 * `daily_tool_rollups`: per day and tool, developers and sums — charts, KPIs, tools;
-* `weekly_developer_tool_rollups`: per week, developer and tool, a mask of the days with a row
-  and running totals within the week — per-developer sums, distinct developers of one tool;
-* `weekly_developer_rollups`: per week and developer, the mask of days with any tool —
-  distinct developers across tools.
+* `weekly_developer_tool_rollups`: per week, developer and tool, a mask of the days with a row,
+  the week's totals and running totals within it — distinct developers of one tool, the tools
+  each developer used, sums over a cut week;
+* `weekly_developer_rollups`: per week and developer, the mask of days with any tool and the
+  week's totals — distinct developers and per-developer sums across tools.
 
 A range that starts or ends mid-week takes from the weeks it cuts only their days inside it
 (`_range_rows`: a mask of those days, and two running totals per counter), so every figure is
@@ -176,16 +177,8 @@ _LAST_DAY = _by_mask(max(m.bit_length() - 1, 0) for m in range(128))
 # --- overview ----------------------------------------------------------------------------------
 
 
-def _sort_memory() -> None:
-    """Exact distinct counts over a range of a large organisation hash a few hundred thousand
-    pairs: give this transaction the memory to do it without spilling to disk."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('work_mem', '64MB', true)")
-
-
 def overview(org_id, f: Filters) -> dict:
     params = _params(org_id, f)
-    _sort_memory()
     per_day_tool = _rows(
         """
         SELECT date, tool, developers, suggestions, acceptances, completions, sessions
@@ -591,7 +584,6 @@ def cohorts(org_id, f: Filters, *, by: str) -> dict:
         "people": [p for p, _i in pairs],
         "cohort": [i for _p, i in pairs],
     }
-    _sort_memory()
     weekly = _rows(
         f"""
         SELECT NULL::int, date - {_DOW} AS week, 0, 0 FROM daily_tool_rollups
