@@ -156,9 +156,10 @@ def _delete_emptied(rollup: str) -> str:
 ROLLUPS = (DAILY, TOOL_WEEKLY, WEEKLY)
 
 
-def _function(name: str, body: str) -> str:
+def _function(name: str, body: str, declare: str = "") -> str:
     return f"""
     CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+    {f"DECLARE {declare}" if declare else ""}
     BEGIN
         {body}
         RETURN NULL;
@@ -169,7 +170,26 @@ INSERTED = "".join(_upsert(r, ("new_rows",)) for r in ROLLUPS)
 UPDATED = "".join(_upsert(r, ("new_rows", "old_rows")) for r in ROLLUPS) + "".join(
     _delete_emptied(r) for r in ROLLUPS
 )
-DELETED = "".join(_subtract(r) for r in ROLLUPS) + "".join(_delete_emptied(r) for r in ROLLUPS)
+# Deleting all of an organisation's rows (deleting the organisation) drops its rollups whole,
+# instead of subtracting a million rows from them: the day rollup counts the organisation's
+# rows. Its writer lock first, so that no writer without it (the service role) slips rows in.
+DELETED = f"""
+        FOR org, n IN
+            SELECT organization_id, count(*) FROM old_rows
+            GROUP BY organization_id ORDER BY organization_id
+        LOOP
+            PERFORM pg_advisory_xact_lock(hashtextextended('tap.metrics:' || org::text, 0));
+            IF n = (SELECT coalesce(sum(developers), 0) FROM {DAILY} WHERE organization_id = org)
+            THEN
+                {" ".join(f"DELETE FROM {r} WHERE organization_id = org;" for r in ROLLUPS)}
+            ELSE
+                partial := true;
+            END IF;
+        END LOOP;
+        IF partial THEN
+            {"".join(_subtract(r) for r in ROLLUPS)}
+            {"".join(_delete_emptied(r) for r in ROLLUPS)}
+        END IF;"""
 BACKFILL = "".join(
     f"""
     INSERT INTO {r} ({_columns(r)}) {_delta(r, ("daily_developer_metrics",))};"""
@@ -188,7 +208,7 @@ SQL = f"""
     END $$;
     {_function("tap_rollups_insert", INSERTED)}
     {_function("tap_rollups_update", UPDATED)}
-    {_function("tap_rollups_delete", DELETED)}
+    {_function("tap_rollups_delete", DELETED, "org uuid; n bigint; partial boolean := false;")}
 
     CREATE TRIGGER daily_metrics_writer_lock
         BEFORE INSERT OR UPDATE OR DELETE ON daily_developer_metrics
