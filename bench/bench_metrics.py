@@ -256,6 +256,11 @@ def timed_get(client, url: str, rounds: int = ROUNDS) -> dict:
     return {"median_ms": round(statistics.median(times), 1), "queries": len(queries)}
 
 
+def _progress(name: str, value) -> None:
+    """Each figure as it comes (stderr), so a long run that fails late still tells something."""
+    print(f"[metrics] {name}: {json.dumps(value)}", file=sys.stderr, flush=True)
+
+
 def run() -> dict:
     django_setup()
     from django.test import Client
@@ -300,7 +305,7 @@ def run() -> dict:
             summary = json.loads(out)
             assert summary["status"] == "succeeded", summary
             assert summary["rows_ingested"] == rows, summary
-            figures[f"ingest_{name}"] = {
+            figures[f"ingest_{name}"] = figure = {
                 "rows": rows,
                 "rows_per_s": round(rows / ingest_s),
                 "seconds": round(ingest_s, 1),
@@ -309,6 +314,7 @@ def run() -> dict:
                 "floor_peak_mb": round(floor_mb),
                 "ratio_to_floor": round(floor_s / ingest_s, 2),
             }
+            _progress(f"ingest_{name}", figure)
         # The same file again: nothing changes, and the run says so.
         again_s, _mb, out = _measure([*manage, str(claude_path)], env)
         summary = json.loads(out)
@@ -341,6 +347,7 @@ def run() -> dict:
         }
         for name, url in pages.items():
             figures[name] = timed_get(client, url)
+            _progress(name, figures[name])
         figures["daily_rows"] = copilot_rows + claude_rows
         figures["max_rss_bench_process_mb"] = round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
