@@ -126,12 +126,22 @@ def _columns(rollup: str) -> str:
     return ", ".join((*KEYS[rollup], *COLUMNS[rollup]))
 
 
+KEY_TYPES = {
+    "organization_id": "uuid",
+    "date": "date",
+    "tool": "text",
+    "week": "date",
+    "developer_identity_id": "uuid",
+}
+PREFIX = {DAILY: "t", TOOL_WEEKLY: "w", WEEKLY: "d"}
+
+
 def _upsert(rollup: str, tables: tuple[str, ...]) -> str:
     keys = ", ".join(KEYS[rollup])
     return f"""
         INSERT INTO {rollup} AS r ({_columns(rollup)})
         SELECT * FROM ({_delta(rollup, tables)}) d ORDER BY {keys}
-        ON CONFLICT ({keys}) DO UPDATE SET {_add(rollup, "r", "excluded")};"""
+        ON CONFLICT ({keys}) DO UPDATE SET {_add(rollup, "r", "excluded")}"""
 
 
 def _subtract(rollup: str) -> str:
@@ -141,16 +151,28 @@ def _subtract(rollup: str) -> str:
     return f"""
         UPDATE {rollup} r SET {_add(rollup, "r", "d")}
         FROM ({_delta(rollup, ("old_rows",))}) d ({names})
-        WHERE {match};"""
+        WHERE {match}"""
 
 
-def _delete_emptied(rollup: str) -> str:
-    keys = ", ".join(KEYS[rollup]).replace("week", f"date - {DOW} AS week")
-    match = " AND ".join(f"r.{k} = o.{k}" for k in KEYS[rollup])
-    empty = "r.developers = 0" if rollup == DAILY else "r.days = 0"
+def _emptied_variables(rollup: str) -> str:
+    return " ".join(f"{PREFIX[rollup]}_{k} {KEY_TYPES[k]}[];" for k in KEYS[rollup])
+
+
+def _and_delete_emptied(rollup: str, change: str) -> str:
+    """`change` (an upsert or update of `rollup`), then delete the rows it left empty: their
+    keys come back from the change itself, so no further pass over the transition tables."""
+    keys = KEYS[rollup]
+    variables = [f"{PREFIX[rollup]}_{k}" for k in keys]
+    empty = "developers = 0" if rollup == DAILY else "days = 0"
+    match = " AND ".join(f"r.{k} = e.{k}" for k in keys)
     return f"""
-        DELETE FROM {rollup} r USING (SELECT DISTINCT {keys} FROM old_rows) o
-        WHERE {match} AND {empty};"""
+        WITH changed AS ({change} RETURNING {", ".join(f"r.{k}" for k in keys)}, r.{empty.split()[0]})
+        SELECT {", ".join(f"array_agg({k})" for k in keys)} INTO {", ".join(variables)}
+        FROM changed WHERE {empty};
+        IF {variables[0]} IS NOT NULL THEN
+            DELETE FROM {rollup} r USING unnest({", ".join(variables)}) AS e ({", ".join(keys)})
+            WHERE {match} AND r.{empty};
+        END IF;"""
 
 
 ROLLUPS = (DAILY, TOOL_WEEKLY, WEEKLY)
@@ -166,10 +188,9 @@ def _function(name: str, body: str, declare: str = "") -> str:
     END $$;"""
 
 
-INSERTED = "".join(_upsert(r, ("new_rows",)) for r in ROLLUPS)
-UPDATED = "".join(_upsert(r, ("new_rows", "old_rows")) for r in ROLLUPS) + "".join(
-    _delete_emptied(r) for r in ROLLUPS
-)
+INSERTED = "".join(_upsert(r, ("new_rows",)) + ";" for r in ROLLUPS)
+UPDATED = "".join(_and_delete_emptied(r, _upsert(r, ("new_rows", "old_rows"))) for r in ROLLUPS)
+EMPTIED_VARIABLES = " ".join(_emptied_variables(r) for r in ROLLUPS)
 # Deleting all of an organisation's rows (deleting the organisation) drops its rollups whole,
 # instead of subtracting a million rows from them: the day rollup counts the organisation's
 # rows. Its writer lock first, so that no writer without it (the service role) slips rows in.
@@ -187,8 +208,7 @@ DELETED = f"""
             END IF;
         END LOOP;
         IF partial THEN
-            {"".join(_subtract(r) for r in ROLLUPS)}
-            {"".join(_delete_emptied(r) for r in ROLLUPS)}
+            {"".join(_and_delete_emptied(r, _subtract(r)) for r in ROLLUPS)}
         END IF;"""
 BACKFILL = "".join(
     f"""
@@ -207,8 +227,8 @@ SQL = f"""
         RETURN NULL;
     END $$;
     {_function("tap_rollups_insert", INSERTED)}
-    {_function("tap_rollups_update", UPDATED)}
-    {_function("tap_rollups_delete", DELETED, "org uuid; n bigint; partial boolean := false;")}
+    {_function("tap_rollups_update", UPDATED, EMPTIED_VARIABLES)}
+    {_function("tap_rollups_delete", DELETED, f"org uuid; n bigint; partial boolean := false; {EMPTIED_VARIABLES}")}
 
     CREATE TRIGGER daily_metrics_writer_lock
         BEFORE INSERT OR UPDATE OR DELETE ON daily_developer_metrics
