@@ -15,11 +15,15 @@ def staff_client(client, django_user_model):
 
 def test_every_model_is_registered():
     from django.apps import apps
+    from django.db.models import CompositePrimaryKey
 
     ours = [
         m
         for m in apps.get_models()
         if m._meta.app_label in {"orgs", "tap", "campaigns", "conversations", "metrics"}
+        # The metrics rollups are derived data kept by database triggers (staff see the daily
+        # rows they come from), and Django's admin cannot register a composite primary key.
+        and not isinstance(m._meta.pk, CompositePrimaryKey)
     ]
     missing = [m.__name__ for m in ours if m not in admin.site._registry]
     assert missing == []
