@@ -281,7 +281,6 @@ class Ingest:
         self.outcome = Outcome()
         self.stage = f"metrics_stage_{uuid.uuid4().hex[:12]}"
         self.repeats_stage = f"{self.stage}_repeats"
-        self.staged = 0
         self.unfolded = 0
         self.buffer: list[str] = []
         self.repeats: list[str] = []
@@ -391,7 +390,6 @@ class Ingest:
             self.writer.submit(
                 partial(self._store, "".join(self.buffer), len(self.buffer), self.batch_days)
             )
-            self.staged += len(self.buffer)
             self.buffer = []
             self.batch_days = set()
         if self.repeats:
