@@ -18,6 +18,7 @@ import csv
 import gzip
 import io
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,6 +77,13 @@ class Parsed:
         return FORMAT_LABELS.get(self.format, self.format)
 
 
+def _too_large(limit: int) -> str:
+    return (
+        f"The file is larger than {limit // (1 << 20)} MB once decompressed. "
+        "Split it into several files and upload them together."
+    )
+
+
 class _Limited(io.RawIOBase):
     """Counts decompressed bytes and refuses past the limit (a gzip bomb stops here)."""
 
@@ -89,10 +97,7 @@ class _Limited(io.RawIOBase):
         data = self.inner.read(len(buffer))
         self.seen += len(data)
         if self.seen > self.limit:
-            raise Refused(
-                f"The file is larger than {self.limit // (1 << 20)} MB once decompressed. "
-                "Split it into several files and upload them together."
-            )
+            raise Refused(_too_large(self.limit))
         buffer[: len(data)] = data
         return len(data)
 
@@ -103,8 +108,14 @@ def open_metrics_file(path: str | Path, *, max_decompressed_bytes: int = 4 << 30
     try:
         magic = raw.read(2)
         raw.seek(0)
-        inner = gzip.GzipFile(fileobj=raw, mode="rb") if magic == GZIP_MAGIC else raw
-        binary = io.BufferedReader(_Limited(inner, max_decompressed_bytes), 1 << 16)
+        if magic == GZIP_MAGIC:
+            inner = gzip.GzipFile(fileobj=raw, mode="rb")
+            binary = io.BufferedReader(_Limited(inner, max_decompressed_bytes), 1 << 16)
+        else:
+            # Its size is known: checked once, read with no counting layer in between.
+            if os.fstat(raw.fileno()).st_size > max_decompressed_bytes:
+                raise Refused(_too_large(max_decompressed_bytes))
+            binary = raw
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
         yield _detect(text, position=raw.tell)
     except (gzip.BadGzipFile, EOFError) as exc:

@@ -10,6 +10,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -151,3 +152,17 @@ def test_a_gzip_bomb_is_refused_by_its_decompressed_size():
     assert len(bomb) < LIMIT // 50
     fmt, items = read(bomb)
     assert (fmt, items) == ("refused", [])
+
+
+def test_an_uncompressed_file_over_the_limit_is_refused_before_reading():
+    line = b'{"user_login": "mona", "day": "2026-04-01", "code_generation_activity_count": 1}\n'
+    at_limit = line * (LIMIT // len(line))
+    fmt, items = read(at_limit)
+    assert fmt == "copilot_users"
+    assert len(items) == LIMIT // len(line)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload"
+        path.write_bytes(at_limit + line)
+        refused = pytest.raises(Refused, match=r"larger than 1 MB once decompressed")
+        with refused, open_metrics_file(path, max_decompressed_bytes=LIMIT):
+            pass
