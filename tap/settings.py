@@ -93,6 +93,12 @@ for _alias, _db in DATABASES.items():
 # Each view runs in a savepoint inside the request transaction that TenancyMiddleware owns:
 # a view that fails is rolled back, and its error page still renders in the transaction.
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# Metrics ingestion stages each fold's rows (about 8 MB) in temporary tables: room for them in
+# the session's local buffers, not spilled to temporary files. PostgreSQL takes this only
+# before a session first touches a temporary table, so at connection time; the buffers are
+# allocated as used, so other sessions pay nothing.
+_options = DATABASES["default"]["OPTIONS"]
+_options["options"] = f"{_options.get('options', '')} -c temp_buffers=64MB".strip()
 DATABASES["owner"]["CONN_MAX_AGE"] = 0
 DATABASES["owner"]["OPTIONS"]["assume_role"] = env.str("TAP_DB_OWNER_ROLE", default="tap_owner")
 
