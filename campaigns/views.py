@@ -10,7 +10,6 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -31,6 +30,7 @@ from conversations.models import Conversation
 from tap.ai import get_backend
 from tap.orgs.decorators import org_view
 from tap.orgs.views import apply_errors
+from tap.pagination import paginate
 from tap.tenancy import org_context
 
 VIEW = "campaigns.view_campaign"
@@ -57,12 +57,6 @@ def _to_detail(request, campaign: Campaign):
     return redirect("campaigns:detail", request.org.slug, campaign.pk)
 
 
-def _paginate(request, rows, per_page):
-    page = Paginator(rows, per_page).get_page(request.GET.get("page"))
-    page.elided = page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)
-    return page
-
-
 def _offline_interviewer() -> bool:
     """Without an API key the deterministic offline interviewer answers: say so to creators."""
     return get_backend().name == "local"
@@ -85,7 +79,7 @@ def campaign_list(request):
         search=wanted.get("q", ""),
         include_archived=wanted.get("archived", False),
     )
-    page = _paginate(request, campaigns, CAMPAIGNS_PER_PAGE)
+    page = paginate(request, campaigns, CAMPAIGNS_PER_PAGE)
     for campaign in page:
         campaign.completion_rate = selectors.completion_rate(
             campaign.completed_count, campaign.invited_count
@@ -159,7 +153,7 @@ def campaign_detail(request, campaign_id):
     filters = ParticipantFilterForm(request.GET or None)
     status = filters.cleaned_data["status"] if filters.is_valid() else ""
     participants = selectors.campaign_participants(campaign=campaign, status=status)
-    page = _paginate(request, participants, PARTICIPANTS_PER_PAGE)
+    page = paginate(request, participants, PARTICIPANTS_PER_PAGE)
     counts = selectors.participant_status_counts(campaign=campaign)
     return render(
         request,
@@ -356,7 +350,7 @@ def participant_remove(request, campaign_id, participant_id):
 def responses(request, campaign_id):
     campaign = _campaign(campaign_id)
     conversations = selectors.campaign_conversations(campaign=campaign)
-    page = _paginate(request, conversations, PARTICIPANTS_PER_PAGE)
+    page = paginate(request, conversations, PARTICIPANTS_PER_PAGE)
     anonymous = campaign.options.anonymous
     for conversation in page:
         conversation.label = selectors.speaker_label(

@@ -19,11 +19,14 @@ from metrics.parsers.tap_csv import DAILY_HEADER, IDENTITY_MAP_HEADER
 from tap import ratelimit
 from tap.orgs.decorators import PERMISSION_MESSAGES, org_view
 from tap.orgs.views import too_many_requests
+from tap.pagination import paginate
 
 VIEW = "metrics.view_metrics"
 PEOPLE = "metrics.view_people"
 MANAGE = "metrics.manage_metrics"
 KEYS = "metrics.manage_api_keys"
+# The developers list, a page at a time (the CSV has everyone).
+DEVELOPERS_PER_PAGE = 100
 
 PERMISSION_MESSAGES.update(
     {
@@ -183,8 +186,7 @@ def developers(request):
         {
             "form": form,
             "f": f,
-            "people": people[:500],
-            "total": len(people),
+            "page": paginate(request, people, DEVELOPERS_PER_PAGE),
             "q": search,
             "tool_choices": _tool_choices(request),
         },

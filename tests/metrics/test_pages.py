@@ -202,3 +202,22 @@ def test_query_count_does_not_grow_with_data(name, client_for, alice, org_a, tmp
     with CaptureQueriesContext(connection) as large:
         assert client.get(url(name, org_a)).status_code == 200
     assert len(large) == len(small)
+
+
+def test_the_developers_list_is_paginated_and_the_csv_has_everyone(
+    client_for, alice, org_a, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("metrics.views.DEVELOPERS_PER_PAGE", 3)
+    load(org_a, tmp_path, developers=7, days=1)
+    client = client_for(alice)
+    first = client.get(url("developers", org_a), {"start": "2026-04-01", "end": "2026-04-01"})
+    # Most suggestions first: dev6 has 16, dev0 has 10.
+    assert [p["github_login"] for p in first.context["page"]] == ["dev6", "dev5", "dev4"]
+    assert "1\u20133 of 7 developers" in first.content.decode()
+    last = client.get(
+        url("developers", org_a), {"start": "2026-04-01", "end": "2026-04-01", "page": "99"}
+    )
+    assert [p["github_login"] for p in last.context["page"]] == ["dev0"]
+    assert 'aria-label="Developer pages"' in last.content.decode()
+    csv = client.get(url("developers", org_a), {"start": "2026-04-01", "csv": "1"})
+    assert len(csv.content.decode().strip().splitlines()) == 1 + 7
