@@ -9,6 +9,8 @@ import csv
 from dataclasses import dataclass, field
 
 from django.http import HttpResponse
+from django.utils.formats import localize
+from django.utils.html import format_html_join
 
 WIDTH, HEIGHT = 720, 220
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 36, 12, 28
@@ -29,6 +31,24 @@ class Chart:
     def render(self) -> Chart:
         self.svg = _line(self) if self.kind == "line" else _bars(self)
         return self
+
+    @property
+    def table_body(self) -> str:
+        """The rows as table rows, escaped and localised as the template would show each value
+        (built here: a template loop over every cell was most of a long range's render time)."""
+        return format_html_join(
+            "",
+            '<tr><th scope="row" class="fw-normal">{}</th>{}</tr>',
+            (
+                (
+                    localize(row[0]),
+                    format_html_join(
+                        "", '<td class="text-end">{}</td>', ((localize(v),) for v in row[1:])
+                    ),
+                )
+                for row in self.rows
+            ),
+        )
 
     @property
     def series(self) -> list[dict]:

@@ -221,3 +221,13 @@ def test_the_developers_list_is_paginated_and_the_csv_has_everyone(
     assert 'aria-label="Developer pages"' in last.content.decode()
     csv = client.get(url("developers", org_a), {"start": "2026-04-01", "csv": "1"})
     assert len(csv.content.decode().strip().splitlines()) == 1 + 7
+
+
+def test_a_chart_table_escapes_its_cells_and_shows_numbers_as_the_template_would():
+    from metrics.charts import Chart
+
+    chart = Chart("t", "T", ["Team", "Developers", "Rate (%)"], [["<b>ops</b>", 1234, 40.5]])
+    assert str(chart.table_body) == (
+        '<tr><th scope="row" class="fw-normal">&lt;b&gt;ops&lt;/b&gt;</th>'
+        '<td class="text-end">1234</td><td class="text-end">40.5</td></tr>'
+    )
