@@ -298,21 +298,15 @@ def overview(org_id, f: Filters) -> dict:
 
 
 def developer_list(org_id, f: Filters, *, search: str = "") -> list[dict]:
+    """Every developer (matching `search`) with their activity in the range, most suggestions
+    first. The tools each used are asked for separately, for the rows shown
+    (`developer_tools`): a page of a hundred, not every developer of a long range."""
     params = _params(org_id, f) | {"q": f"%{search.lower()}%"}
     where = (
         " AND (lower(i.github_login) LIKE %(q)s OR lower(i.email) LIKE %(q)s"
         " OR lower(i.display_name) LIKE %(q)s)"
         if search
         else ""
-    )
-    # The tools each developer used in the range (with a tool chosen: that one).
-    tools = (
-        "SELECT developer, ARRAY[%(tool)s]::text[] AS tools FROM m"
-        if f.tool
-        else f"""SELECT developer, array_agg(tool ORDER BY tool) AS tools FROM (
-                SELECT developer, tool FROM {_range_rows(f, per_tool=True)} r
-                GROUP BY developer, tool
-            ) t GROUP BY developer"""
     )
     rows = _rows(
         f"""
@@ -323,13 +317,12 @@ def developer_list(org_id, f: Filters, *, search: str = "") -> list[dict]:
                    max(week + {_LAST_DAY}[days + 1]) AS last
             FROM {_range_rows(f, *_COUNTER)} r
             GROUP BY developer
-        ), tools AS ({tools})
+        )
         SELECT i.id, i.display_name, i.github_login, i.email, i.api_key_name,
                coalesce(m.days, 0), coalesce(m.s, 0), coalesce(m.a, 0), coalesce(m.c, 0),
-               coalesce(m.sess, 0), tools.tools, m.last
+               coalesce(m.sess, 0), m.last
         FROM developer_identities i
         LEFT JOIN m ON m.developer = i.id
-        LEFT JOIN tools ON tools.developer = i.id
         WHERE i.organization_id = %(org)s {where}
         ORDER BY coalesce(m.s, 0) DESC, lower(coalesce(nullif(i.display_name, ''), i.github_login,
                  i.email))
@@ -349,11 +342,25 @@ def developer_list(org_id, f: Filters, *, search: str = "") -> list[dict]:
             "rate": _rate(r[7], r[6]),
             "lines": r[8],
             "sessions": r[9],
-            "tools": [tool_label(t) for t in (r[10] or [])],
-            "last": r[11],
+            "last": r[10],
         }
         for r in rows
     ]
+
+
+def developer_tools(org_id, f: Filters, identity_ids) -> dict:
+    """{identity id: the labels of the tools it used in the range (with a tool chosen: that
+    one)}, for these developers; one without activity is left out."""
+    rows = _rows(
+        f"""
+        SELECT developer, array_agg(DISTINCT tool ORDER BY tool)
+        FROM {_range_rows(f, per_tool=True)} r
+        WHERE developer = ANY(%(ids)s::uuid[])
+        GROUP BY developer
+        """,
+        _params(org_id, f) | {"ids": list(identity_ids)},
+    )
+    return {developer: [tool_label(t) for t in tools] for developer, tools in rows}
 
 
 def developer_detail(org_id, identity: DeveloperIdentity, f: Filters) -> dict:

@@ -179,6 +179,10 @@ def developers(request):
                 for p in people
             ],
         )
+    page = paginate(request, people, DEVELOPERS_PER_PAGE)
+    tools = selectors.developer_tools(request.org.id, f, [p["id"] for p in page])
+    for person in page:
+        person["tools"] = tools.get(person["id"], [])
     return _page(
         request,
         "metrics/developers.html",
@@ -186,7 +190,7 @@ def developers(request):
         {
             "form": form,
             "f": f,
-            "page": paginate(request, people, DEVELOPERS_PER_PAGE),
+            "page": page,
             "q": search,
             "tool_choices": _tool_choices(request),
         },

@@ -213,6 +213,7 @@ def test_the_developers_list_is_paginated_and_the_csv_has_everyone(
     first = client.get(url("developers", org_a), {"start": "2026-04-01", "end": "2026-04-01"})
     # Most suggestions first: dev6 has 16, dev0 has 10.
     assert [p["github_login"] for p in first.context["page"]] == ["dev6", "dev5", "dev4"]
+    assert [p["tools"] for p in first.context["page"]] == [["GitHub Copilot"]] * 3
     assert "1\u20133 of 7 developers" in first.content.decode()
     last = client.get(
         url("developers", org_a), {"start": "2026-04-01", "end": "2026-04-01", "page": "99"}
