@@ -324,8 +324,12 @@ def developer_list(org_id, f: Filters, *, search: str = "") -> list[dict]:
         FROM developer_identities i
         LEFT JOIN m ON m.developer = i.id
         WHERE i.organization_id = %(org)s {where}
-        ORDER BY coalesce(m.s, 0) DESC, lower(coalesce(nullif(i.display_name, ''), i.github_login,
-                 i.email))
+        -- Ties broken down to the id: pages are separate queries, and a developer must land
+        -- on exactly one of them.
+        ORDER BY coalesce(m.s, 0) DESC,
+                 lower(coalesce(nullif(i.display_name, ''), nullif(i.github_login, ''),
+                                nullif(i.email, ''), i.api_key_name)),
+                 i.id
         """,
         params,
     )

@@ -4,6 +4,7 @@ formula-safe CSV; small cohorts are not broken down; query counts do not grow wi
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from django.db import connection
@@ -232,3 +233,28 @@ def test_a_chart_table_escapes_its_cells_and_shows_numbers_as_the_template_would
         '<tr><th scope="row" class="fw-normal">&lt;b&gt;ops&lt;/b&gt;</th>'
         '<td class="text-end">1234</td><td class="text-end">40.5</td></tr>'
     )
+
+
+def test_developers_who_tie_keep_one_order_so_each_is_on_exactly_one_page(
+    client_for, alice, org_a, monkeypatch
+):
+    """Same name, no activity: only the id tells them apart. Each page is its own query, so
+    without a total order a developer could show twice or never."""
+    monkeypatch.setattr("metrics.views.DEVELOPERS_PER_PAGE", 100)
+    # Stored in the reverse of id order, and enough of them that PostgreSQL's sort does not
+    # keep ties in the order it read them.
+    ids = [uuid.UUID(int=n) for n in range(300, 0, -1)]
+    with org_context(org_a.id):
+        DeveloperIdentity.objects.bulk_create(
+            DeveloperIdentity(
+                id=pk, organization=org_a, email=f"sam{pk.int}@x.example", display_name="Sam"
+            )
+            for pk in ids
+        )
+    client = client_for(alice)
+    shown = [
+        p["id"]
+        for n in (1, 2, 3)
+        for p in client.get(url("developers", org_a), {"page": n}).context["page"]
+    ]
+    assert shown == sorted(ids)
