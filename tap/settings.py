@@ -97,8 +97,11 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = True
 # the session's local buffers, not spilled to temporary files. PostgreSQL takes this only
 # before a session first touches a temporary table, so at connection time; the buffers are
 # allocated as used, so other sessions pay nothing.
+# libpq ignores PGOPTIONS once `options` is given: keep it (and the URL's), after ours, so a
+# deployment's own settings still apply and win.
 _options = DATABASES["default"]["OPTIONS"]
-_options["options"] = f"{_options.get('options', '')} -c temp_buffers=64MB".strip()
+_given = [env.str("PGOPTIONS", default=""), _options.get("options", "")]
+_options["options"] = " ".join(filter(None, ["-c temp_buffers=64MB", *_given]))
 DATABASES["owner"]["CONN_MAX_AGE"] = 0
 DATABASES["owner"]["OPTIONS"]["assume_role"] = env.str("TAP_DB_OWNER_ROLE", default="tap_owner")
 
