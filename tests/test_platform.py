@@ -116,3 +116,23 @@ def test_make_run_splits_the_workers_per_queue_a_flag_away(monkeypatch):
     for queue in devenv.QUEUES:
         assert option(split[f"worker-{queue}"], "--queues") == queue
     assert option(split["worker-analysis"], "--concurrency") == "1"
+
+
+def test_the_app_connection_keeps_a_deployments_pgoptions():
+    """libpq ignores PGOPTIONS when `options` is given, and settings give it (temp_buffers for
+    ingestion): settings must carry PGOPTIONS along, after ours."""
+    query = (
+        "from django.db import connection; c = connection.cursor(); "
+        "c.execute('SHOW statement_timeout'); a = c.fetchone()[0]; "
+        "c.execute('SHOW temp_buffers'); print(a, c.fetchone()[0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", query],
+        cwd=ROOT,
+        env={**os.environ, "PGOPTIONS": "-c statement_timeout=7s -c temp_buffers=32MB"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["7s", "32MB"]
