@@ -355,6 +355,8 @@ def developer_list(org_id, f: Filters, *, search: str = "") -> list[dict]:
 def developer_tools(org_id, f: Filters, identity_ids) -> dict:
     """{identity id: the labels of the tools it used in the range (with a tool chosen: that
     one)}, for these developers; one without activity is left out."""
+    if not identity_ids:  # an empty page (a search that matched nobody): nothing to scan
+        return {}
     rows = _rows(
         f"""
         SELECT developer, array_agg(DISTINCT tool ORDER BY tool)

@@ -258,3 +258,15 @@ def test_developers_who_tie_keep_one_order_so_each_is_on_exactly_one_page(
         for p in client.get(url("developers", org_a), {"page": n}).context["page"]
     ]
     assert shown == sorted(ids)
+
+
+def test_a_search_that_matches_nobody_asks_no_tools(client_for, alice, org_a, tmp_path):
+    load(org_a, tmp_path)
+    client = client_for(alice)
+    client.get(url("developers", org_a), {"q": "dev1"})  # warm the session and the caches
+    with CaptureQueriesContext(connection) as found:
+        client.get(url("developers", org_a), {"q": "dev1"})
+    with CaptureQueriesContext(connection) as none:
+        response = client.get(url("developers", org_a), {"q": "nobody-at-all"})
+    assert list(response.context["page"]) == []
+    assert len(none) == len(found) - 1
