@@ -17,6 +17,9 @@ the next batch. The semantics:
   the same file again changes nothing and the run says so;
 * days that hold no earlier run's rows (the first load, a push of a new day) need none of
   that: they are inserted as they are (`_fresh`).
+
+The rollups the dashboards read (migration 0008) take the run's new rows once, at the end
+(`_apply_rollups`, migration 0010), rather than at every fold.
 """
 
 from __future__ import annotations
@@ -318,6 +321,14 @@ class Ingest:
             # done and waiting. Checked at each fold instead, on the writer thread, while the
             # parser reads on; every identity and the run exist before a row names them.
             cursor.execute(f"SET CONSTRAINTS {', '.join(DAILY_FOREIGN_KEYS)} IMMEDIATE")
+            # The run's new rows reach the rollups once, at the end (`_apply_rollups`), not
+            # at every fold: see migration 0010.
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS metrics_rollups_pending (organization_id uuid, "
+                "developer_identity_id uuid, date date, tool text, suggestions bigint, "
+                "acceptances bigint, completions bigint, sessions bigint) ON COMMIT DROP"
+            )
+            cursor.execute("SELECT set_config('tap.rollups_pending', 'on', true)")
             for table in (self.stage, self.repeats_stage):
                 cursor.execute(
                     f"CREATE TEMP TABLE {table} (organization_id uuid, ingestion_run_id uuid, "
@@ -471,6 +482,14 @@ class Ingest:
     def _fold_rest(self, cursor) -> None:
         if self.unfolded:
             self._fold(cursor)
+        self._apply_rollups(cursor)
+
+    @staticmethod
+    def _apply_rollups(cursor) -> None:
+        """The run's pending rows into the rollups, in one pass; later writes of the run's
+        transaction update them directly again."""
+        cursor.execute("SELECT tap_rollups_apply_pending()")
+        cursor.execute("SELECT set_config('tap.rollups_pending', 'off', true)")
 
     def _fresh(self, cursor) -> bool:
         """Do the staged rows' days hold no rows of an earlier run (the first load, the push

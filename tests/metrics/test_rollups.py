@@ -1,6 +1,7 @@
-"""The dashboards' rollups (metrics/migrations/0008): after any write to the daily rows —
+"""The dashboards' rollups (metrics/migrations/0008, 0010): after any write to the daily rows —
 ingestion's inserts and ON CONFLICT replacements, sums within a run, identity merges and
-deletes, organisation deletes, random mixes of inserts, updates and deletes — they equal an
+deletes, organisation deletes, random mixes of inserts, updates and deletes, with inserts
+applied at once or left pending until the run applies them — they equal an
 aggregate of the daily rows made from scratch; and the dashboards read from them give exactly
 the figures the daily rows give, for ranges that start and end mid-week."""
 
@@ -311,55 +312,126 @@ steps = st.tuples(
 )
 
 
-@settings(
+def run_steps(org, dave, sequence, after_each_step) -> None:
+    """Apply a random sequence of writes to four developers' daily rows."""
+    identities = make_identities(org, 4, emails=True)
+    run = make_run(org)
+    merged = set()
+    for kind, i, j, offsets, tool, value in sequence:
+        days = [START + dt.timedelta(days=o) for o in offsets]
+        dev, other = identities[i], identities[j]
+        if i in merged or (kind == "merge" and (j in merged or i == j)):
+            continue  # merged away: it no longer exists
+        with org_context(org.id):
+            mine = DailyDeveloperMetric.objects.filter(developer_identity=dev)
+            if kind == "upsert":
+                upsert(
+                    org,
+                    run,
+                    [(dev.pk, d, tool, value, value // 2, value % 7, 1) for d in days],
+                )
+            elif kind == "update":
+                mine.filter(date__in=days).update(suggestions=value, sessions=value % 3)
+            elif kind == "move":
+                # To other days (a row's date and week change), where nothing clashes.
+                taken = set(
+                    DailyDeveloperMetric.objects.filter(developer_identity=dev).values_list(
+                        "date", "tool"
+                    )
+                )
+                for row in mine.filter(date__in=days):
+                    target = row.date + dt.timedelta(days=value % 9 + 1)
+                    if (target, row.tool) not in taken:
+                        taken.discard((row.date, row.tool))
+                        taken.add((target, row.tool))
+                        DailyDeveloperMetric.objects.filter(pk=row.pk).update(date=target)
+            elif kind == "delete":
+                mine.filter(date__in=days).delete()
+            elif kind == "merge":
+                try:
+                    services.identity_merge(actor=dave, org=org, keep=dev, other=other)
+                except ValidationError:
+                    pass  # a clash (same day and tool, two logins): refused, nothing moved
+                else:
+                    merged.add(j)
+        after_each_step()
+
+
+SEQUENCES = settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@SEQUENCES
 @given(st.lists(steps, min_size=1, max_size=8))
 def test_any_sequence_of_writes_keeps_the_rollups_exact(org_a, dave, sequence):
     with transaction.atomic():
-        identities = make_identities(org_a, 4, emails=True)
-        run = make_run(org_a)
-        merged = set()
-        for kind, i, j, offsets, tool, value in sequence:
-            days = [START + dt.timedelta(days=o) for o in offsets]
-            dev, other = identities[i], identities[j]
-            if i in merged or (kind == "merge" and (j in merged or i == j)):
-                continue  # merged away: it no longer exists
-            with org_context(org_a.id):
-                mine = DailyDeveloperMetric.objects.filter(developer_identity=dev)
-                if kind == "upsert":
-                    upsert(
-                        org_a,
-                        run,
-                        [(dev.pk, d, tool, value, value // 2, value % 7, 1) for d in days],
-                    )
-                elif kind == "update":
-                    mine.filter(date__in=days).update(suggestions=value, sessions=value % 3)
-                elif kind == "move":
-                    # To other days (a row's date and week change), where nothing clashes.
-                    taken = set(
-                        DailyDeveloperMetric.objects.filter(developer_identity=dev).values_list(
-                            "date", "tool"
-                        )
-                    )
-                    for row in mine.filter(date__in=days):
-                        target = row.date + dt.timedelta(days=value % 9 + 1)
-                        if (target, row.tool) not in taken:
-                            taken.discard((row.date, row.tool))
-                            taken.add((target, row.tool))
-                            DailyDeveloperMetric.objects.filter(pk=row.pk).update(date=target)
-                elif kind == "delete":
-                    mine.filter(date__in=days).delete()
-                elif kind == "merge":
-                    try:
-                        services.identity_merge(actor=dave, org=org_a, keep=dev, other=other)
-                    except ValidationError:
-                        pass  # a clash (same day and tool, two logins): refused, nothing moved
-                    else:
-                        merged.add(j)
-            assert_rollups_exact(org_a)
+        run_steps(org_a, dave, sequence, lambda: assert_rollups_exact(org_a))
+        transaction.set_rollback(True)
+
+
+def rollups_pending() -> None:
+    """What ingestion does (migration 0010): inserted rows wait in a temporary table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE metrics_rollups_pending (organization_id uuid, "
+            "developer_identity_id uuid, date date, tool text, suggestions bigint, "
+            "acceptances bigint, completions bigint, sessions bigint) ON COMMIT DROP"
+        )
+        cursor.execute("SELECT set_config('tap.rollups_pending', 'on', true)")
+
+
+@SEQUENCES
+@given(st.lists(steps, min_size=1, max_size=8))
+def test_pending_inserts_reach_the_rollups_exactly_whatever_happens_in_between(
+    org_a, dave, sequence
+):
+    """Inserts wait (as during ingestion) while updates, moves, deletes and merges of the same
+    rows run: those apply what waits first, so applying the rest at the end is exact."""
+    with transaction.atomic():
+        rollups_pending()
+        run_steps(org_a, dave, sequence, lambda: None)
+        with org_context(org_a.id), connection.cursor() as cursor:
+            cursor.execute("SELECT tap_rollups_apply_pending()")
+        assert_rollups_exact(org_a)
+        transaction.set_rollback(True)
+
+
+def test_pending_inserts_wait_until_applied(org_a):
+    identity = make_identities(org_a, 1)[0]
+    run = make_run(org_a)
+    with transaction.atomic():
+        rollups_pending()
+        upsert(org_a, run, [(identity.pk, START, "copilot", 5, 1, 1, 1)])
+        with org_context(org_a.id):
+            assert not DailyToolRollup.objects.exists()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT tap_rollups_apply_pending()")
+            assert DailyToolRollup.objects.get().suggestions == 5
+        assert_rollups_exact(org_a)
+        transaction.set_rollback(True)
+
+
+@pytest.mark.parametrize("change", ["update", "delete"])
+def test_a_pending_row_changed_before_it_is_applied(org_a, change):
+    """The UPDATE and DELETE triggers apply what waits before they subtract: without that, the
+    rollups would keep the row's first values (or a deleted row) once applied."""
+    identity = make_identities(org_a, 1)[0]
+    run = make_run(org_a)
+    with transaction.atomic():
+        rollups_pending()
+        upsert(org_a, run, [(identity.pk, START, "copilot", 5, 1, 1, 1)])
+        with org_context(org_a.id):
+            rows = DailyDeveloperMetric.objects.all()
+            if change == "update":
+                rows.update(suggestions=9)
+            else:
+                rows.delete()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT tap_rollups_apply_pending()")
+        assert_rollups_exact(org_a)
         transaction.set_rollback(True)
 
 
