@@ -116,7 +116,10 @@ def open_metrics_file(path: str | Path, *, max_decompressed_bytes: int = 4 << 30
             if os.fstat(raw.fileno()).st_size > max_decompressed_bytes:
                 raise Refused(_too_large(max_decompressed_bytes))
             binary = raw
-        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
+        # Universal newlines (CRLF read as LF): finding line ends takes readline less than half
+        # the time it takes with newline="" (which keeps them as they are). JSON has no raw line
+        # breaks inside values; in a CSV a quoted field's CRLF is read as LF.
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline=None)
         yield _detect(text, position=raw.tell)
     except (gzip.BadGzipFile, EOFError) as exc:
         raise Refused(
