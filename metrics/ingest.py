@@ -333,7 +333,7 @@ class Ingest:
                 cursor.execute(
                     f"CREATE TEMP TABLE {table} (organization_id uuid, ingestion_run_id uuid, "
                     "identity_id uuid, date date, tool text, suggestions bigint, "
-                    # text, not jsonb: parsed once, on the way into the daily table.
+                    # text: checked once, on the way into the daily table.
                     "acceptances bigint, completions bigint, sessions bigint, extras text) "
                     "ON COMMIT DROP"
                 )
@@ -384,7 +384,7 @@ class Ingest:
         text = orjson.dumps(row.extras).decode()
         if "\\" in text:
             if "\\u0000" in text:
-                # PostgreSQL's jsonb cannot hold NUL characters.
+                # PostgreSQL cannot read NUL characters into jsonb (which re-uploads compare).
                 self.reject(row.line, "the record contains a NUL character (\\u0000)")
                 return
             # JSON text has no raw tabs or line breaks; backslashes are COPY's escape.
@@ -520,7 +520,7 @@ class Ingest:
             "sessions, extras, ingestion_run_id, created_at, updated_at) "
             "SELECT gen_random_uuid(), organization_id, identity_id, date, tool, "
             "least(suggestions, 2147483647), least(acceptances, 2147483647), "
-            "least(completions, 2147483647), least(sessions, 2147483647), extras::jsonb, "
+            "least(completions, 2147483647), least(sessions, 2147483647), extras::json, "
             f"ingestion_run_id, now(), now() FROM {self.stage}"
         )
         if self._fresh(cursor):
@@ -536,9 +536,13 @@ class Ingest:
                         completions = EXCLUDED.completions, sessions = EXCLUDED.sessions,
                         extras = EXCLUDED.extras, ingestion_run_id = EXCLUDED.ingestion_run_id,
                         updated_at = now()
-                    WHERE (d.suggestions, d.acceptances, d.completions, d.sessions, d.extras)
+                    WHERE (d.suggestions, d.acceptances, d.completions, d.sessions)
                           IS DISTINCT FROM (EXCLUDED.suggestions, EXCLUDED.acceptances,
-                          EXCLUDED.completions, EXCLUDED.sessions, EXCLUDED.extras)
+                          EXCLUDED.completions, EXCLUDED.sessions)
+                       -- json has no equality: the same text is the same value; other text
+                       -- may still be the same value (keys in another order, say).
+                       OR (d.extras::text <> EXCLUDED.extras::text
+                           AND d.extras::jsonb <> EXCLUDED.extras::jsonb)
                     RETURNING (xmax = 0) AS inserted
                 )
                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
@@ -591,7 +595,7 @@ class Ingest:
                     self.outcome.rows_replaced += 1
             cursor.executemany(
                 "UPDATE daily_developer_metrics SET suggestions = %s, acceptances = %s, "
-                "completions = %s, sessions = %s, extras = %s::jsonb, ingestion_run_id = %s, "
+                "completions = %s, sessions = %s, extras = %s::json, ingestion_run_id = %s, "
                 "updated_at = now() WHERE id = %s",
                 changed,
             )

@@ -58,6 +58,28 @@ def test_a_revised_day_replaces_and_is_counted(org_a, tmp_path):
     assert mona.ingestion_run_id == run.pk
 
 
+def test_extras_alone_count_as_a_revision_by_value_not_by_text(org_a, tmp_path):
+    """Extras are stored as json text: a revision that changes only them replaces the row;
+    the same values written as other text (a row saved by the ORM, keys in another order) do
+    not."""
+    path = write(tmp_path, "a.ndjson", ndjson([copilot_record(), copilot_record("b")]))
+    ingest(org_a, path)
+    with org_context(org_a.id):
+        row = DailyDeveloperMetric.objects.get(developer_identity__github_login="b")
+        row.extras = dict(reversed(row.extras.items()))  # the same value, other text
+        row.save(update_fields=["extras"])
+    revised = write(
+        tmp_path,
+        "b.ndjson",
+        ndjson([copilot_record(user_initiated_interaction_count=9), copilot_record("b")]),
+    )
+    run = ingest(org_a, revised)
+    assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (0, 1, 1)
+    mona = next(r for r in rows(org_a) if r.developer_identity.github_login == "mona")
+    assert mona.extras["interactions"] == 9
+    assert mona.ingestion_run_id == run.pk
+
+
 BROKEN = [
     json.dumps(copilot_record()),
     "{not json",
