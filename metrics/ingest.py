@@ -490,6 +490,8 @@ class Ingest:
         transaction update them directly again."""
         cursor.execute("SELECT tap_rollups_apply_pending()")
         cursor.execute("SELECT set_config('tap.rollups_pending', 'off', true)")
+        # Every row is checked by now; the rest of the transaction defers them as before.
+        cursor.execute(f"SET CONSTRAINTS {', '.join(DAILY_FOREIGN_KEYS)} DEFERRED")
 
     def _fresh(self, cursor) -> bool:
         """Do the staged rows' days hold no rows of an earlier run (the first load, the push
@@ -589,7 +591,8 @@ class Ingest:
                     total = merge_extras(total, json.loads(text))
                 if after == before and total == extras:
                     continue
-                changed.append((*after, json.dumps(total), run, pk))
+                # orjson, as the staged rows: the same values are the same text.
+                changed.append((*after, orjson.dumps(total).decode(), run, pk))
                 if not ours:
                     self.outcome.rows_unchanged -= 1
                     self.outcome.rows_replaced += 1

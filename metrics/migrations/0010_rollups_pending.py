@@ -48,7 +48,9 @@ INSERT_PENDING = (
     f"IF {FLAG} THEN INSERT INTO {PENDING} SELECT {COLUMNS} FROM new_rows; "
     f"ELSE {rollups.INSERTED} END IF;"
 )
-APPLY_FIRST = "PERFORM tap_rollups_apply_pending();"
+# Only when the statement changed rows: an INSERT … ON CONFLICT fires the UPDATE trigger even
+# when nothing conflicted, and applying at every such fold would undo the point of waiting.
+APPLY_FIRST = "IF EXISTS (SELECT 1 FROM old_rows) THEN PERFORM tap_rollups_apply_pending(); END IF;"
 
 SQL = "".join(
     (

@@ -13,6 +13,7 @@ from metrics import ingest as ingest_module
 from metrics.models import DailyDeveloperMetric
 from tap.tenancy import org_context
 from tests.metrics.helpers import copilot_record, ingest, ndjson, rows, write
+from tests.metrics.test_rollups import assert_rollups_exact
 
 
 @pytest.fixture
@@ -62,6 +63,7 @@ def test_fresh_days_and_revised_days_in_one_run(org_a, tmp_path, tiny_batches):
     assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (8, 1, 0)
     assert [r.suggestions for r in rows(org_a, date=_day(1))] == [3]
     assert len(rows(org_a)) == 9
+    assert_rollups_exact(org_a)
 
 
 def test_the_same_file_twice_in_small_batches_changes_nothing(org_a, tmp_path, tiny_batches):
@@ -71,6 +73,29 @@ def test_the_same_file_twice_in_small_batches_changes_nothing(org_a, tmp_path, t
     again = ingest(org_a, path)
     assert (again.rows_new, again.rows_replaced, again.rows_unchanged) == (0, 0, 10)
     assert "nothing changed" in again.message.lower()
+    assert_rollups_exact(org_a)
+
+
+def test_the_rollups_take_a_runs_rows_once_at_the_end(org_a, tmp_path, tiny_batches, monkeypatch):
+    """The run's folds leave the rollups alone (its rows wait, migration 0010); the end of the
+    run applies them, and later statements of the transaction update the rollups directly."""
+    seen = []
+    real = ingest_module.Ingest._fold
+
+    def fold(self, cursor):
+        real(self, cursor)
+        cursor.execute("SELECT count(*) FROM daily_tool_rollups")
+        seen.append(cursor.fetchone()[0])
+
+    monkeypatch.setattr(ingest_module.Ingest, "_fold", fold)
+    records = [copilot_record(f"dev{i}", _day(d)) for d in (1, 2, 3) for i in range(4)]
+    run = ingest(org_a, write(tmp_path, "u.ndjson", ndjson(records)))
+    assert run.rows_new == 12
+    assert seen == [0, 0, 0]
+    assert_rollups_exact(org_a)
+    with org_context(org_a.id), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('tap.rollups_pending', true)")
+        assert cursor.fetchone()[0] != "on"
 
 
 def test_a_failure_on_the_writer_thread_fails_the_run_and_stores_nothing(
