@@ -393,22 +393,31 @@ def test_pending_inserts_reach_the_rollups_exactly_whatever_happens_in_between(
     with transaction.atomic():
         rollups_pending()
         run_steps(org_a, dave, sequence, lambda: None)
-        with org_context(org_a.id), connection.cursor() as cursor:
-            cursor.execute("SELECT tap_rollups_apply_pending()")
+        apply_pending(org_a)
         assert_rollups_exact(org_a)
         transaction.set_rollback(True)
 
 
+def apply_pending(org) -> None:
+    with org_context(org.id), connection.cursor() as cursor:
+        cursor.execute("SELECT tap_rollups_apply_pending()")
+
+
+def one_pending_row(org) -> None:
+    """Inside a transaction: one daily row (5 suggestions), its rollups pending."""
+    identity = make_identities(org, 1)[0]
+    run = make_run(org)
+    rollups_pending()
+    upsert(org, run, [(identity.pk, START, "copilot", 5, 1, 1, 1)])
+
+
 def test_pending_inserts_wait_until_applied(org_a):
-    identity = make_identities(org_a, 1)[0]
-    run = make_run(org_a)
     with transaction.atomic():
-        rollups_pending()
-        upsert(org_a, run, [(identity.pk, START, "copilot", 5, 1, 1, 1)])
+        one_pending_row(org_a)
         with org_context(org_a.id):
             assert not DailyToolRollup.objects.exists()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT tap_rollups_apply_pending()")
+        apply_pending(org_a)
+        with org_context(org_a.id):
             assert DailyToolRollup.objects.get().suggestions == 5
         assert_rollups_exact(org_a)
         transaction.set_rollback(True)
@@ -418,19 +427,15 @@ def test_pending_inserts_wait_until_applied(org_a):
 def test_a_pending_row_changed_before_it_is_applied(org_a, change):
     """The UPDATE and DELETE triggers apply what waits before they subtract: without that, the
     rollups would keep the row's first values (or a deleted row) once applied."""
-    identity = make_identities(org_a, 1)[0]
-    run = make_run(org_a)
     with transaction.atomic():
-        rollups_pending()
-        upsert(org_a, run, [(identity.pk, START, "copilot", 5, 1, 1, 1)])
+        one_pending_row(org_a)
         with org_context(org_a.id):
             rows = DailyDeveloperMetric.objects.all()
             if change == "update":
                 rows.update(suggestions=9)
             else:
                 rows.delete()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT tap_rollups_apply_pending()")
+        apply_pending(org_a)
         assert_rollups_exact(org_a)
         transaction.set_rollback(True)
 
