@@ -219,10 +219,9 @@ class JSONTextField(models.JSONField):
         return "json"
 
     def from_db_value(self, value, expression, connection):
-        # psycopg parses `json` itself (Django only turns its jsonb loading off).
-        if not isinstance(value, str):
-            return value
-        return super().from_db_value(value, expression, connection)
+        # psycopg has already parsed it (Django turns that off for jsonb only): a str here is
+        # a JSON string, not JSON text to parse again.
+        return value
 
 
 class DailyDeveloperMetric(TenantModel):

@@ -80,6 +80,19 @@ def test_extras_alone_count_as_a_revision_by_value_not_by_text(org_a, tmp_path):
     assert mona.ingestion_run_id == run.pk
 
 
+@pytest.mark.parametrize("value", [{"a": [1, 2]}, "1", "plain", 7, [1, "x"]])
+def test_extras_read_back_as_stored(org_a, tmp_path, value):
+    """Extras live in a json column that psycopg parses itself: whatever JSON value is saved
+    comes back as the same value (a string that looks like a number stays a string)."""
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record()])))
+    with org_context(org_a.id):
+        row = DailyDeveloperMetric.objects.get()
+        row.extras = value
+        row.save(update_fields=["extras"])
+        assert DailyDeveloperMetric.objects.get().extras == value
+        assert list(DailyDeveloperMetric.objects.values_list("extras", flat=True)) == [value]
+
+
 BROKEN = [
     json.dumps(copilot_record()),
     "{not json",
