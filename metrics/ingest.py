@@ -19,7 +19,7 @@ the next batch. The semantics:
   that: they are inserted as they are (`_fresh`).
 
 The rollups the dashboards read (migration 0008) take the run's new rows once, at the end
-(`_apply_rollups`, migration 0010), rather than at every fold.
+(`_release_rollups`, migration 0010), rather than at every fold.
 """
 
 from __future__ import annotations
@@ -321,14 +321,9 @@ class Ingest:
             # done and waiting. Checked at each fold instead, on the writer thread, while the
             # parser reads on; every identity and the run exist before a row names them.
             cursor.execute(f"SET CONSTRAINTS {', '.join(DAILY_FOREIGN_KEYS)} IMMEDIATE")
-            # The run's new rows reach the rollups once, at the end (`_apply_rollups`), not
+            # The run's new rows reach the rollups once, at the end (`_release_rollups`), not
             # at every fold: see migration 0010.
-            cursor.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS metrics_rollups_pending (organization_id uuid, "
-                "developer_identity_id uuid, date date, tool text, suggestions bigint, "
-                "acceptances bigint, completions bigint, sessions bigint) ON COMMIT DROP"
-            )
-            cursor.execute("SELECT set_config('tap.rollups_pending', 'on', true)")
+            cursor.execute("SELECT tap_rollups_hold()")
             for table in (self.stage, self.repeats_stage):
                 cursor.execute(
                     f"CREATE TEMP TABLE {table} (organization_id uuid, ingestion_run_id uuid, "
@@ -482,14 +477,13 @@ class Ingest:
     def _fold_rest(self, cursor) -> None:
         if self.unfolded:
             self._fold(cursor)
-        self._apply_rollups(cursor)
+        self._release_rollups(cursor)
 
     @staticmethod
-    def _apply_rollups(cursor) -> None:
-        """The run's pending rows into the rollups, in one pass; later writes of the run's
+    def _release_rollups(cursor) -> None:
+        """The run's held rows into the rollups, in one pass; later writes of the run's
         transaction update them directly again."""
-        cursor.execute("SELECT tap_rollups_apply_pending()")
-        cursor.execute("SELECT set_config('tap.rollups_pending', 'off', true)")
+        cursor.execute("SELECT tap_rollups_release()")
         # Every row is checked by now; the rest of the transaction defers them as before.
         cursor.execute(f"SET CONSTRAINTS {', '.join(DAILY_FOREIGN_KEYS)} DEFERRED")
 

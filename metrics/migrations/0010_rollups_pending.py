@@ -5,11 +5,11 @@ trigger upserted each fold's deltas into the rollups at once. A file sorted by d
 export them) touches every developer's weekly rollup rows again at each fold, so each weekly
 row was rewritten three or four times per run: a third of the database's ingestion time.
 
-Now a transaction may ask for its inserted rows to be *pending*: with `tap.rollups_pending`
-set to 'on' (transaction-local), the INSERT trigger appends the statement's new rows (keys and
-counters) to the session's temporary table `metrics_rollups_pending` instead, and
-`tap_rollups_apply_pending()` later adds all of them to the rollups in one pass per rollup.
-Ingestion creates the table, sets the flag, and applies before its run ends.
+Now a transaction may hold its inserted rows back: after `tap_rollups_hold()` (which creates
+the session's temporary table `metrics_rollups_pending` and sets `tap.rollups_pending` for the
+transaction), the INSERT trigger appends each statement's new rows (keys and counters) to that
+table instead, and `tap_rollups_release()` adds all of them to the rollups in one pass per
+rollup and stops holding. Ingestion holds for the length of its run.
 
 Correctness does not rest on the caller's order: the UPDATE and DELETE triggers apply what is
 pending before they subtract anything, so a row inserted earlier in the transaction is always in
@@ -34,6 +34,19 @@ APPLY = f"""
             {"".join(rollups._upsert(r, (PENDING,)) + ";" for r in rollups.ROLLUPS)}
             TRUNCATE {PENDING};
         END IF;
+    END $$;
+    CREATE FUNCTION tap_rollups_hold() RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        CREATE TEMP TABLE IF NOT EXISTS metrics_rollups_pending (
+            organization_id uuid, developer_identity_id uuid, date date, tool text,
+            {", ".join(f"{c} bigint" for c in rollups.COUNTERS)}
+        ) ON COMMIT DROP;
+        PERFORM set_config('tap.rollups_pending', 'on', true);
+    END $$;
+    CREATE FUNCTION tap_rollups_release() RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM tap_rollups_apply_pending();
+        PERFORM set_config('tap.rollups_pending', 'off', true);
     END $$;"""
 
 
@@ -66,6 +79,7 @@ REVERSE_SQL = "".join(
         _replace("tap_rollups_insert", rollups.INSERTED),
         _replace("tap_rollups_update", rollups.UPDATED, rollups.EMPTIED_VARIABLES),
         _replace("tap_rollups_delete", rollups.DELETED, DELETE_VARIABLES),
+        "DROP FUNCTION tap_rollups_release(); DROP FUNCTION tap_rollups_hold();",
         "DROP FUNCTION tap_rollups_apply_pending();",
     )
 )

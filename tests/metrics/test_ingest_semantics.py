@@ -44,16 +44,18 @@ def test_same_file_twice_changes_nothing_and_says_so(org_a, tmp_path):
     assert all(r.ingestion_run_id == first.pk for r in rows(org_a))
 
 
+def revise_mona(org, tmp_path, **changes):
+    """Upload mona's and b's day again, mona's with `changes`: (the run, mona's row)."""
+    revised = write(tmp_path, "b.ndjson", ndjson([copilot_record(**changes), copilot_record("b")]))
+    run = ingest(org, revised)
+    mona = next(r for r in rows(org) if r.developer_identity.github_login == "mona")
+    return run, mona
+
+
 def test_a_revised_day_replaces_and_is_counted(org_a, tmp_path):
     ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record(), copilot_record("b")])))
-    revised = write(
-        tmp_path,
-        "b.ndjson",
-        ndjson([copilot_record(code_generation_activity_count=99), copilot_record("b")]),
-    )
-    run = ingest(org_a, revised)
+    run, mona = revise_mona(org_a, tmp_path, code_generation_activity_count=99)
     assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (0, 1, 1)
-    mona = next(r for r in rows(org_a) if r.developer_identity.github_login == "mona")
     assert mona.suggestions == 99
     assert mona.ingestion_run_id == run.pk
 
@@ -68,14 +70,8 @@ def test_extras_alone_count_as_a_revision_by_value_not_by_text(org_a, tmp_path):
         row = DailyDeveloperMetric.objects.get(developer_identity__github_login="b")
         row.extras = dict(reversed(row.extras.items()))  # the same value, other text
         row.save(update_fields=["extras"])
-    revised = write(
-        tmp_path,
-        "b.ndjson",
-        ndjson([copilot_record(user_initiated_interaction_count=9), copilot_record("b")]),
-    )
-    run = ingest(org_a, revised)
+    run, mona = revise_mona(org_a, tmp_path, user_initiated_interaction_count=9)
     assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (0, 1, 1)
-    mona = next(r for r in rows(org_a) if r.developer_identity.github_login == "mona")
     assert mona.extras["interactions"] == 9
     assert mona.ingestion_run_id == run.pk
 

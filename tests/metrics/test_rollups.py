@@ -375,12 +375,7 @@ def test_any_sequence_of_writes_keeps_the_rollups_exact(org_a, dave, sequence):
 def rollups_pending() -> None:
     """What ingestion does (migration 0010): inserted rows wait in a temporary table."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE metrics_rollups_pending (organization_id uuid, "
-            "developer_identity_id uuid, date date, tool text, suggestions bigint, "
-            "acceptances bigint, completions bigint, sessions bigint) ON COMMIT DROP"
-        )
-        cursor.execute("SELECT set_config('tap.rollups_pending', 'on', true)")
+        cursor.execute("SELECT tap_rollups_hold()")
 
 
 @SEQUENCES
