@@ -682,6 +682,7 @@ def busy_org(org_a):
 RANGES = [
     (START, START + dt.timedelta(days=31), ""),  # all of it
     (dt.date(2026, 3, 11), dt.date(2026, 3, 24), ""),  # Wednesday to Tuesday
+    (dt.date(2026, 3, 9), dt.date(2026, 3, 22), "claude_code"),  # whole weeks, none cut
     (dt.date(2026, 3, 8), dt.date(2026, 3, 9), "copilot"),  # Sunday to Monday
     (dt.date(2026, 3, 17), dt.date(2026, 3, 17), "claude_code"),  # one day
     (dt.date(2026, 2, 20), dt.date(2026, 3, 6), ""),  # before the data, into it
@@ -711,6 +712,10 @@ def test_the_developer_list_is_exactly_the_daily_rows(busy_org, start, end, tool
     with org_context(busy_org.id):
         got = selectors.developer_list(busy_org.id, f)
         used = selectors.developer_tools(busy_org.id, f, [p["id"] for p in got])
+        # A page's developers: theirs only, each one's own.
+        page = [p["id"] for p in got[3:8]]
+        on_page = selectors.developer_tools(busy_org.id, f, page)
+    assert on_page == {pk: tools for pk, tools in used.items() if pk in page}
     assert len(got) == 12
     for person in got:
         days, s, a, c, n, tools, last = want.get(person["id"], (0, 0, 0, 0, 0, [], None))
