@@ -237,13 +237,20 @@ def overview(org_id, f: Filters) -> dict:
     )
     # Distinct active developers: per week and set of days active in the range, how many
     # developers (counted per day and per week below); and per tool, who used it in the range.
+    # Each half of the range is grouped on its own (see `_developer_totals`): the whole and the
+    # cut weeks are different weeks, and a developer's tools from both are merged by UNION.
+    whole, cut = _range_parts(f)
+    whole_used, cut_used = _range_parts(replace(f, tool=""), per_tool=True)
     active = _rows(
         f"""
         WITH used AS MATERIALIZED (
-            SELECT tool, developer FROM {_range_rows(replace(f, tool=""), per_tool=True)} r
-            GROUP BY tool, developer
+            SELECT tool, developer FROM ({whole_used}) r GROUP BY tool, developer
+            UNION
+            SELECT tool, developer FROM ({cut_used}) r GROUP BY tool, developer
         )
-        SELECT 0, week, days, NULL, count(*) FROM {_range_rows(f)} r GROUP BY week, days
+        SELECT 0, week, days, NULL, count(*) FROM ({whole}) r GROUP BY week, days
+        UNION ALL
+        SELECT 0, week, days, NULL, count(*) FROM ({cut}) r GROUP BY week, days
         UNION ALL
         SELECT 1, NULL, NULL, tool, count(*) FROM used GROUP BY tool
         UNION ALL
