@@ -19,7 +19,8 @@ the next batch. The semantics:
   that: they are inserted as they are (`_fresh`).
 
 The rollups the dashboards read (migration 0008) take the run's new rows once, at the end
-(`_release_rollups`, migration 0010), rather than at every fold.
+(`_release_rollups`, migration 0010), rather than at every fold; whatever a transaction still
+holds at COMMIT is applied then (migration 0012).
 """
 
 from __future__ import annotations

@@ -27,6 +27,12 @@ PENDING = "pg_temp.metrics_rollups_pending"
 FLAG = "current_setting('tap.rollups_pending', true) = 'on'"
 COLUMNS = "organization_id, developer_identity_id, date, tool, " + ", ".join(rollups.COUNTERS)
 
+# (0012 arms the commit guard next to it.)
+PENDING_TABLE = f"""CREATE TEMP TABLE IF NOT EXISTS metrics_rollups_pending (
+            organization_id uuid, developer_identity_id uuid, date date, tool text,
+            {", ".join(f"{c} bigint" for c in rollups.COUNTERS)}
+        ) ON COMMIT DROP;"""
+
 APPLY = f"""
     CREATE FUNCTION tap_rollups_apply_pending() RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
@@ -37,10 +43,7 @@ APPLY = f"""
     END $$;
     CREATE FUNCTION tap_rollups_hold() RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
-        CREATE TEMP TABLE IF NOT EXISTS metrics_rollups_pending (
-            organization_id uuid, developer_identity_id uuid, date date, tool text,
-            {", ".join(f"{c} bigint" for c in rollups.COUNTERS)}
-        ) ON COMMIT DROP;
+        {PENDING_TABLE}
         PERFORM set_config('tap.rollups_pending', 'on', true);
     END $$;
     CREATE FUNCTION tap_rollups_release() RETURNS void LANGUAGE plpgsql AS $$

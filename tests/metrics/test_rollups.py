@@ -1,7 +1,7 @@
-"""The dashboards' rollups (metrics/migrations/0008, 0010): after any write to the daily rows —
-ingestion's inserts and ON CONFLICT replacements, sums within a run, identity merges and
+"""The dashboards' rollups (metrics/migrations/0008, 0010, 0012): after any write to the daily
+rows — ingestion's inserts and ON CONFLICT replacements, sums within a run, identity merges and
 deletes, organisation deletes, random mixes of inserts, updates and deletes, with inserts
-applied at once or left pending until the run applies them — they equal an
+applied at once or left pending until the run (or its COMMIT) applies them — they equal an
 aggregate of the daily rows made from scratch; and the dashboards read from them give exactly
 the figures the daily rows give, for ranges that start and end mid-week."""
 
@@ -16,7 +16,7 @@ from collections import defaultdict
 import psycopg
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, connections, transaction
+from django.db import ProgrammingError, connection, connections, transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -433,6 +433,46 @@ def test_a_pending_row_changed_before_it_is_applied(org_a, change):
         apply_pending(org_a)
         assert_rollups_exact(org_a)
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_rows_still_held_at_commit_reach_the_rollups(org_a):
+    """Migration 0012: a transaction that commits without releasing what it holds (a future
+    write path that forgets to) still leaves the rollups exact; holding twice is harmless."""
+    with org_context(org_a.id):
+        one_pending_row(org_a)
+        rollups_pending()
+        assert not DailyToolRollup.objects.exists()
+    with org_context(org_a.id):
+        assert DailyToolRollup.objects.get().suggestions == 5
+    assert_rollups_exact(org_a)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_released_rows_are_not_applied_again_at_commit(org_a):
+    with org_context(org_a.id):
+        one_pending_row(org_a)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tap_rollups_release()")
+        # Written directly now (not held), and not again at commit.
+        other = DeveloperIdentity.objects.create(organization=org_a, github_login="other")
+        upsert(org_a, make_run(org_a), [(other.pk, START, "copilot", 2, 0, 0, 0)])
+        assert DailyToolRollup.objects.get().suggestions == 5 + 2
+    with org_context(org_a.id):
+        assert DailyToolRollup.objects.get().suggestions == 5 + 2
+    assert_rollups_exact(org_a)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_rows_held_past_their_organisation_fail_the_commit(org_a):
+    with (
+        pytest.raises(ProgrammingError, match="outside their organisation's context"),
+        transaction.atomic(),
+    ):
+        one_pending_row(org_a)  # its own org_context, left before the COMMIT
+    with org_context(org_a.id):
+        assert not DailyDeveloperMetric.objects.exists()
+        assert not DailyToolRollup.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
