@@ -227,22 +227,15 @@ class Writer:
     writer and is raised in the main thread at its next `submit` or `drain`."""
 
     QUEUED = 4  # batches waiting: bounds memory whatever the file size
-    # Each time PostgreSQL answers (a COPY buffer flushed, a fold done) the writer needs the
-    # GIL back, and the parser, always busy, gives it up only at the end of its time slice:
-    # 5 ms by default, several times per batch. With 0.2 ms slices the COPY's share of a run
-    # halved (200,000 Claude Code records: 2.1-2.3 s -> 1.0-1.2 s; the run 12-13 s -> 10.4-11.6
-    # s). The interval is the process's: a run sets it while its writer lives (the command and
-    # the ingest worker's processes run one run at a time) and puts the old one back.
-    SWITCH_INTERVAL = 0.0002
 
     def __init__(self, raw_connection):
         self.connection = raw_connection
         self.jobs: queue.Queue = queue.Queue(maxsize=self.QUEUED)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._work, name="metrics-writer", daemon=True)
-        self.switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(self.SWITCH_INTERVAL)
         self.thread.start()
+        TimeSlices.enter()
+        self.slices = True
 
     def _work(self) -> None:
         while True:
@@ -272,10 +265,45 @@ class Writer:
 
     def close(self) -> None:
         """Stop the thread (after the queued jobs, or at once if one failed)."""
-        if self.thread.is_alive():
-            self.jobs.put(None)
-            self.thread.join()
-        sys.setswitchinterval(self.switch_interval)
+        try:
+            if self.thread.is_alive():
+                self.jobs.put(None)
+                self.thread.join()
+        finally:
+            if self.slices:
+                self.slices = False
+                TimeSlices.leave()
+
+
+class TimeSlices:
+    """Short GIL time slices while any writer lives.
+
+    Each time PostgreSQL answers (a COPY buffer flushed, a fold done) a writer needs the GIL
+    back, and the parser, always busy, gives it up only at the end of its time slice: 5 ms by
+    default, several times per batch. With 0.2 ms slices the COPY's share of a run halved
+    (200,000 Claude Code records: 2.1-2.3 s -> 1.0-1.2 s; the run 12-13 s -> 9.5-11.6 s). The
+    interval belongs to the process: the first writer to start sets it, the last to stop puts
+    the old one back."""
+
+    SHORT = 0.0002
+    _lock = threading.Lock()
+    _writers = 0
+    _before = 0.0
+
+    @classmethod
+    def enter(cls) -> None:
+        with cls._lock:
+            if cls._writers == 0:
+                cls._before = sys.getswitchinterval()
+                sys.setswitchinterval(cls.SHORT)
+            cls._writers += 1
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls._lock:
+            cls._writers -= 1
+            if cls._writers == 0:
+                sys.setswitchinterval(cls._before)
 
 
 def _copy_job(table: str, text: str):

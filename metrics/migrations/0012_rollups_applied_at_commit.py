@@ -3,11 +3,12 @@
 0010 left it to the caller to call `tap_rollups_release()` before committing; a transaction
 that committed while still holding would have lost its held rows from the rollups (the pending
 table is dropped at COMMIT), and the dashboards would have been wrong from then on. Now
-`tap_rollups_hold()` also arms a deferred constraint trigger, on one row of a temporary table
-of its own: it fires once, at COMMIT (before ON COMMIT DROP), and applies whatever is still
-held. A deferred trigger fires earlier only if the transaction runs `SET CONSTRAINTS ALL
+`tap_rollups_hold()` also arms a deferred constraint trigger, on a row of a temporary table
+of its own (one row per hold): it fires at COMMIT (before ON COMMIT DROP) and applies whatever
+is still held; the firings after the first find nothing held. A deferred trigger fires earlier only if the transaction runs `SET CONSTRAINTS ALL
 IMMEDIATE` (Django's `check_constraints` does, in tests): it then applies what is held at that
-moment, which is just as exact — rows inserted after that wait for an explicit release.
+moment, which is just as exact, and the next hold arms it again. Rows inserted after such a
+statement and before any further hold wait for an explicit release: no path does that.
 
 The rows are applied as whoever commits: row-level security lets them in only in their own
 organisation's context. A transaction that leaves it before committing (an `org_context`
@@ -29,7 +30,7 @@ HOLD = f"""
     EXCEPTION WHEN insufficient_privilege THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE =
             'rows held back from the rollups reached COMMIT outside their organisation''s '
-            'context: release them (tap_rollups_release) before leaving it';
+            'context: release them (tap_rollups_release) before leaving it (' || SQLERRM || ')';
     END $$;
     CREATE OR REPLACE FUNCTION tap_rollups_hold() RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
@@ -39,8 +40,11 @@ HOLD = f"""
             CREATE CONSTRAINT TRIGGER metrics_rollups_commit
                 AFTER INSERT ON metrics_rollups_commit DEFERRABLE INITIALLY DEFERRED
                 FOR EACH ROW EXECUTE FUNCTION tap_rollups_apply_at_commit();
-            INSERT INTO metrics_rollups_commit VALUES (true);
         END IF;
+        -- Armed at every hold (deferred again, if a SET CONSTRAINTS ALL IMMEDIATE has fired
+        -- an earlier one); a firing with nothing held applies nothing.
+        SET CONSTRAINTS metrics_rollups_commit DEFERRED;
+        INSERT INTO metrics_rollups_commit VALUES (true);
         PERFORM set_config('tap.rollups_pending', 'on', true);
     END $$;"""
 

@@ -121,7 +121,19 @@ def test_a_run_shortens_the_time_slices_while_its_writer_lives(
     monkeypatch.setattr(ingest_module.Ingest, "_fold", fold)
     records = [copilot_record(f"dev{i}", _day(d)) for d in (1, 2) for i in range(4)]
     assert ingest(org_a, write(tmp_path, "u.ndjson", ndjson(records))).rows_new == 8
-    assert seen == pytest.approx([ingest_module.Writer.SWITCH_INTERVAL] * 2)
+    assert seen
+    assert seen == pytest.approx([ingest_module.TimeSlices.SHORT] * len(seen))
+    assert sys.getswitchinterval() == time_slices
+
+
+def test_time_slices_stay_short_until_the_last_writer_stops(time_slices):
+    """Two writers at once (threads of one worker): the first to stop leaves them short."""
+    first, second = ingest_module.Writer(None), ingest_module.Writer(None)
+    first.close()
+    assert sys.getswitchinterval() == pytest.approx(ingest_module.TimeSlices.SHORT)
+    second.close()
+    assert sys.getswitchinterval() == time_slices
+    second.close()  # closing twice changes nothing
     assert sys.getswitchinterval() == time_slices
 
 

@@ -449,6 +449,20 @@ def test_rows_still_held_at_commit_reach_the_rollups(org_a):
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_a_hold_after_the_guard_fired_early_is_guarded_again(org_a):
+    """`SET CONSTRAINTS ALL IMMEDIATE` (Django's check_constraints) fires the guard at once;
+    the next hold arms it again, so what that hold keeps back still reaches the rollups."""
+    with org_context(org_a.id):
+        rollups_pending()
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # and left so
+        one_pending_row(org_a)
+    with org_context(org_a.id):
+        assert DailyToolRollup.objects.get().suggestions == 5
+    assert_rollups_exact(org_a)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
 def test_released_rows_are_not_applied_again_at_commit(org_a):
     with org_context(org_a.id):
         one_pending_row(org_a)
