@@ -281,7 +281,7 @@ class TimeSlices:
     Each time PostgreSQL answers (a COPY buffer flushed, a fold done) a writer needs the GIL
     back, and the parser, always busy, gives it up only at the end of its time slice: 5 ms by
     default, several times per batch. With 0.2 ms slices the COPY's share of a run halved
-    (200,000 Claude Code records: 2.1-2.3 s -> 1.0-1.2 s; the run 12-13 s -> 9.5-11.6 s). The
+    (200,000 Claude Code records: 2.3-3.4 s -> 1.0-1.2 s; the run 13.1-14.0 s -> 9.5-11.6 s). The
     interval belongs to the process: the first writer to start sets it, the last to stop puts
     the old one back."""
 
