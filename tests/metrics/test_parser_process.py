@@ -1,0 +1,103 @@
+"""A run's files are parsed in a process of their own (metrics.parsers.apart): items come back
+as in one process, failures fail the run, and the process never outlives the run."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+
+from metrics.parsers import MetricRow, Refused, Rejected, copilot
+from metrics.parsers.apart import ParserProcessError, parsed_apart
+from tests.metrics.helpers import copilot_record, ingest, ndjson, rows, write
+
+LIMIT = 1 << 30
+
+
+def _records(n: int) -> list[dict]:
+    return [copilot_record(f"dev{i}", "2026-04-01") for i in range(n)]
+
+
+def test_items_come_back_in_order_with_their_extras_as_copy_text(tmp_path):
+    records = _records(2500)
+    del records[7]["user_login"], records[7]["user_id"]  # no identifier: rejected, with its line
+    records[9]["totals_by_ide"][0]["ide"] = "vs\\code\x00"  # a NUL: rejected too
+    path = write(tmp_path, "u.ndjson", ndjson(records))
+    with parsed_apart([path], max_decompressed_bytes=LIMIT) as files:
+        parsed = next(files)
+        assert parsed.format == "copilot_users"
+        items = list(parsed.items)
+        assert parsed.position() == path.stat().st_size
+    assert not multiprocessing.active_children()
+    assert len(items) == 2500
+    assert [(i.line, type(i)) for i in items if isinstance(i, Rejected)] == [
+        (8, Rejected),
+        (10, Rejected),
+    ]
+    metric = items[0]
+    assert isinstance(metric, MetricRow)
+    assert metric.extras == {}
+    assert metric.extras_text.startswith('{"interactions":')
+    assert [i.login for i in items[:3]] == ["dev0", "dev1", "dev2"]
+
+
+def test_a_refused_file_is_refused_in_the_run_with_its_message(tmp_path):
+    good = write(tmp_path, "a.ndjson", ndjson(_records(3)))
+    unknown = write(tmp_path, "b.csv", "what,is,this\n1,2,3\n")
+    with parsed_apart([good, unknown], max_decompressed_bytes=LIMIT) as files:
+        assert len(list(next(files).items)) == 3
+        with pytest.raises(Refused, match="does not recognise this file"):
+            next(files)
+    assert not multiprocessing.active_children()
+
+
+def test_leaving_early_stops_the_parser(tmp_path):
+    """A run that fails while its parser is still reading (waiting on a full pipe) does not
+    wait for it."""
+    path = write(tmp_path, "u.ndjson", ndjson(_records(5000)))
+    with parsed_apart([path, path], max_decompressed_bytes=LIMIT) as files:
+        first = next(next(files).items)
+    assert isinstance(first, MetricRow)
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.django_db
+def test_the_files_are_parsed_in_another_process(org_a, tmp_path, monkeypatch):
+    pids = tmp_path / "pids"
+    real = copilot.user_row
+
+    def user_row(line, record):
+        with open(pids, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(line, record)
+
+    monkeypatch.setattr(copilot, "user_row", user_row)
+    run = ingest(org_a, write(tmp_path, "u.ndjson", ndjson(_records(3))))
+    assert run.status == "succeeded", run.message
+    assert len(rows(org_a)) == 3
+    seen = set(pids.read_text().split())
+    assert len(seen) == 1
+    assert seen != {str(os.getpid())}
+
+
+@pytest.mark.django_db
+def test_a_failure_in_the_parser_process_fails_the_run_and_stores_nothing(
+    org_a, tmp_path, monkeypatch, caplog
+):
+    real = copilot.user_row
+
+    def user_row(line, record):
+        if line == 1500:
+            raise RuntimeError("the parser broke")
+        return real(line, record)
+
+    monkeypatch.setattr(copilot, "user_row", user_row)
+    run = ingest(org_a, write(tmp_path, "u.ndjson", ndjson(_records(2000))))
+    assert run.status == "failed"
+    assert "internal error" in run.message
+    assert rows(org_a) == []
+    assert not multiprocessing.active_children()
+    # The parser's own traceback reaches the log.
+    assert "the parser broke" in caplog.text
+    assert ParserProcessError.__name__ in caplog.text
