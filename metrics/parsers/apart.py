@@ -9,8 +9,8 @@ memory stays bounded whatever the file size.
 
     with parsed_apart(paths, max_decompressed_bytes=…) as files:
         for parsed in files:            # a `Parsed` per path, in order
-            for item in parsed.items:   # as open_metrics_file gives them
-                …
+            for item in parsed.items:   # as open_metrics_file gives them (what is left
+                …                       # unread is skipped at the next file)
 
 What goes wrong comes back as it would in one process: `Refused` (a file refused, at its start
 or on the way) with its message; anything else as ParserProcessError, with the parser's
@@ -92,10 +92,14 @@ def _items(connection, at: list) -> Iterator:
 
 
 def _files(connection, count: int) -> Iterator[Parsed]:
+    items = iter(())
     for _ in range(count):
+        for _item in items:  # what the caller left of the previous file
+            pass
         _kind, fmt, _batch = _receive(connection)
         at = [0]
-        yield Parsed(fmt, _items(connection, at), lambda at=at: at[0])
+        items = _items(connection, at)
+        yield Parsed(fmt, items, lambda at=at: at[0])
 
 
 @contextmanager

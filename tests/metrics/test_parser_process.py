@@ -52,6 +52,16 @@ def test_a_refused_file_is_refused_in_the_run_with_its_message(tmp_path):
     assert not multiprocessing.active_children()
 
 
+def test_a_file_left_half_read_is_skipped_at_the_next(tmp_path):
+    first = write(tmp_path, "a.ndjson", ndjson(_records(2500)))
+    second = write(tmp_path, "b.ndjson", ndjson(_records(2)))
+    with parsed_apart([first, second], max_decompressed_bytes=LIMIT) as files:
+        next(next(files).items)
+        parsed = next(files)
+        assert parsed.format == "copilot_users"
+        assert [i.line for i in parsed.items] == [1, 2]
+
+
 def test_leaving_early_stops_the_parser(tmp_path):
     """A run that fails while its parser is still reading (waiting on a full pipe) does not
     wait for it."""
