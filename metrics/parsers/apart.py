@@ -2,9 +2,9 @@
 
 Parsing (reading, `json.loads`, the record transforms, the extras' JSON text) is most of a
 run's Python work, and the run's own process has identities to resolve and PostgreSQL to feed.
-A Python process runs Python on one core at a time, so the parser gets a process: forked (the
-parsers and settings are loaded already) before the run starts its writer thread, it sends its
-items back in batches through a pipe. A pipe holds little, so a parser that is ahead waits:
+A Python process runs Python on one core at a time, so the parser gets a process: forked (not
+spawned, which would set Django up again) before the run starts its writer thread, it sends
+its items back in batches through a pipe. A pipe holds little, so a parser that is ahead waits:
 memory stays bounded whatever the file size.
 
     with parsed_apart(paths, max_decompressed_bytes=…) as files:
@@ -19,7 +19,10 @@ traceback. The parser process is stopped on the way out, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +31,6 @@ from metrics.parsers import MetricRow, Parsed, Refused, Rejected, open_metrics_f
 from metrics.parsers.records import Invalid, copy_text
 
 BATCH = 1000  # items per message: about 1 MB of Copilot rows
-# Forked, not spawned: a spawned process would set Django up again (a second or so per run).
-_CONTEXT = multiprocessing.get_context("fork")
 
 
 class ParserProcessError(RuntimeError):
@@ -105,19 +106,27 @@ def _files(connection, count: int) -> Iterator[Parsed]:
 @contextmanager
 def parsed_apart(paths, *, max_decompressed_bytes: int):
     paths = [str(p) for p in paths]
-    receiving, sending = _CONTEXT.Pipe(duplex=False)
-    process = _CONTEXT.Process(
-        target=_parse,
-        args=(paths, max_decompressed_bytes, sending),
-        name="metrics-parser",
-        daemon=True,
-    )
-    process.start()
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    # os.fork, not multiprocessing.Process: the ingest worker's processes are Celery's
+    # daemonic pool processes, which multiprocessing does not let have children.
+    pid = os.fork()
+    if pid == 0:  # the parser process
+        code = 1
+        try:
+            receiving.close()
+            _parse(paths, max_decompressed_bytes, sending)
+            code = 0
+        finally:
+            # No atexit handlers, no flushing of the run's buffers, no closing of its
+            # database connection: none of them is the parser's.
+            os._exit(code)
     sending.close()  # the parser's end: EOF here once the parser is gone
     try:
         yield _files(receiving, len(paths))
     finally:
-        if process.is_alive():
-            process.kill()  # a run that stops early does not wait for the rest of its files
-        process.join()
         receiving.close()
+        # A run that stops early does not wait for the rest of its files; a parser that has
+        # finished is only reaped.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
