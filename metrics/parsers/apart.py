@@ -19,13 +19,12 @@ traceback. The parser process is stopped on the way out, whatever happened.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from metrics.parsers import MetricRow, Parsed, Refused, Rejected, open_metrics_file
 from metrics.parsers.records import Invalid, copy_text
@@ -105,6 +104,7 @@ def _files(connection, count: int) -> Iterator[Parsed]:
 
 @contextmanager
 def parsed_apart(paths, *, max_decompressed_bytes: int):
+    """The files at `paths`, parsed in a child process: an iterator of their `Parsed`."""
     paths = [str(p) for p in paths]
     receiving, sending = multiprocessing.Pipe(duplex=False)
     # os.fork, not multiprocessing.Process: the ingest worker's processes are Celery's
@@ -127,6 +127,6 @@ def parsed_apart(paths, *, max_decompressed_bytes: int):
         receiving.close()
         # A run that stops early does not wait for the rest of its files; a parser that has
         # finished is only reaped.
-        with contextlib.suppress(ProcessLookupError):
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
