@@ -29,8 +29,7 @@ from metrics.models import (
     MetricApiKey,
     MetricIngestionRun,
 )
-from metrics.parsers import FORMAT_LABELS, Refused, TeamRow
-from metrics.parsers.apart import parsed_apart
+from metrics.parsers import FORMAT_LABELS, Refused, TeamRow, open_metrics_file
 from tap import outbox
 from tap.orgs.services import audit
 from tap.tenancy import org_context
@@ -223,28 +222,24 @@ def run_process(*, run_id, org_id) -> MetricIngestionRun | None:
 def _ingest(run: MetricIngestionRun) -> Ingest:
     total = sum(f["size"] for f in run.files) or 1
     done = 0
-    # The files are parsed in a process of their own, forked before the ingest starts its
-    # writer thread; the contexts stop both before the run's transaction ends.
-    with (
-        parsed_apart(
-            [stored["path"] for stored in run.files],
-            max_decompressed_bytes=settings.TAP_METRICS_MAX_DECOMPRESSED_BYTES,
-        ) as files,
-        Ingest(run, max_errors=settings.TAP_METRICS_MAX_ERRORS) as ingest,
-    ):
-        for stored, parsed in zip(run.files, files, strict=True):
+    # The context stops the ingest's writer thread before the run's transaction ends.
+    with Ingest(run, max_errors=settings.TAP_METRICS_MAX_ERRORS) as ingest:
+        for stored in run.files:
             ingest.file = stored["name"]
-            if run.detected_format and parsed.format != run.detected_format:
-                raise Refused(
-                    f"“{stored['name']}” is a {parsed.label}, but the first file is a "
-                    f"{FORMAT_LABELS[run.detected_format]}. One upload holds files of one "
-                    "report; upload the others separately."
-                )
-            run.detected_format = parsed.format
-            for count, item in enumerate(parsed.items):
-                ingest.add(item)
-                if count % 1000 == 0:
-                    ingest.progress(done + parsed.position(), total)
+            with open_metrics_file(
+                stored["path"], max_decompressed_bytes=settings.TAP_METRICS_MAX_DECOMPRESSED_BYTES
+            ) as parsed:
+                if run.detected_format and parsed.format != run.detected_format:
+                    raise Refused(
+                        f"“{stored['name']}” is a {parsed.label}, but the first file is a "
+                        f"{FORMAT_LABELS[run.detected_format]}. One upload holds files of one "
+                        "report; upload the others separately."
+                    )
+                run.detected_format = parsed.format
+                for count, item in enumerate(parsed.items):
+                    ingest.add(item)
+                    if count % 1000 == 0:
+                        ingest.progress(done + parsed.position(), total)
             done += stored["size"]
         ingest.finish()
     return ingest

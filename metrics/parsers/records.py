@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-import orjson
-
 MAX_COUNT = 2**31 - 1
 
 
@@ -35,9 +33,6 @@ class MetricRow:
     email: str = ""
     api_key_name: str = ""
     name: str = ""
-    # `extras` as a COPY line holds them (`copy_text`), once the parser process has encoded
-    # them; `extras` is then empty (the text travels between processes, not the dict).
-    extras_text: str | None = None
 
 
 @dataclass(slots=True)
@@ -72,18 +67,6 @@ class SeatRow:
 class Rejected:
     line: int
     reason: str
-
-
-def copy_text(extras: dict) -> str:
-    """`extras` as JSON text for a COPY line: backslashes, COPY's escape, doubled (JSON text
-    has no raw tabs or line breaks). A NUL character is refused: PostgreSQL cannot read it into
-    jsonb, which re-uploads compare."""
-    text = orjson.dumps(extras).decode()
-    if "\\" in text:
-        if "\\u0000" in text:
-            raise Invalid("the record contains a NUL character (\\u0000)")
-        text = text.replace("\\", "\\\\")
-    return text
 
 
 # --- validators ------------------------------------------------------------------------------

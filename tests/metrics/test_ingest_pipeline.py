@@ -4,6 +4,7 @@ inserted without merging, and a failure on the writer thread failing the whole r
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -21,6 +22,15 @@ def tiny_batches(monkeypatch):
     """Batches of 2 rows, folded every 4: a small file crosses every boundary."""
     monkeypatch.setattr(ingest_module, "BATCH", 2)
     monkeypatch.setattr(ingest_module.Ingest, "FOLD_EVERY", 4)
+
+
+@pytest.fixture
+def time_slices():
+    """The process's switch interval set to a value of the test's own, put back afterwards."""
+    original = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    yield sys.getswitchinterval()
+    sys.setswitchinterval(original)
 
 
 def _day(n: int) -> str:
@@ -98,7 +108,36 @@ def test_the_rollups_take_a_runs_rows_once_at_the_end(org_a, tmp_path, tiny_batc
         assert cursor.fetchone()[0] != "on"
 
 
-def test_a_failure_before_the_run_reads_stops_its_writer(org_a, tmp_path, monkeypatch):
+def test_a_run_shortens_the_time_slices_while_its_writer_lives(
+    org_a, tmp_path, tiny_batches, monkeypatch, time_slices
+):
+    seen = []
+    real = ingest_module.Ingest._fold
+
+    def fold(self, cursor):
+        seen.append(sys.getswitchinterval())
+        real(self, cursor)
+
+    monkeypatch.setattr(ingest_module.Ingest, "_fold", fold)
+    records = [copilot_record(f"dev{i}", _day(d)) for d in (1, 2) for i in range(4)]
+    assert ingest(org_a, write(tmp_path, "u.ndjson", ndjson(records))).rows_new == 8
+    assert seen
+    assert seen == pytest.approx([ingest_module.TimeSlices.SHORT] * len(seen))
+    assert sys.getswitchinterval() == time_slices
+
+
+def test_time_slices_stay_short_until_the_last_writer_stops(time_slices):
+    """Two writers at once (threads of one worker): the first to stop leaves them short."""
+    first, second = ingest_module.Writer(None), ingest_module.Writer(None)
+    first.close()
+    assert sys.getswitchinterval() == pytest.approx(ingest_module.TimeSlices.SHORT)
+    second.close()
+    assert sys.getswitchinterval() == time_slices
+    second.close()  # closing twice changes nothing
+    assert sys.getswitchinterval() == time_slices
+
+
+def test_a_failure_before_the_run_reads_stops_its_writer(org_a, tmp_path, monkeypatch, time_slices):
     def broken(*args, **kwargs):
         raise RuntimeError("identities could not be loaded")
 
@@ -106,10 +145,11 @@ def test_a_failure_before_the_run_reads_stops_its_writer(org_a, tmp_path, monkey
     run = ingest(org_a, write(tmp_path, "u.ndjson", ndjson([copilot_record("mona", _day(1))])))
     assert run.status == "failed"
     assert not [t for t in threading.enumerate() if t.name == "metrics-writer"]
+    assert sys.getswitchinterval() == time_slices
 
 
 def test_a_failure_on_the_writer_thread_fails_the_run_and_stores_nothing(
-    org_a, tmp_path, tiny_batches, monkeypatch
+    org_a, tmp_path, tiny_batches, monkeypatch, time_slices
 ):
     real = ingest_module._copy_job
     calls = []
@@ -126,8 +166,9 @@ def test_a_failure_on_the_writer_thread_fails_the_run_and_stores_nothing(
     assert run.status == "failed"
     assert "internal error" in run.message
     assert rows(org_a) == []
-    # The writer thread is gone, and the connection still works.
+    # The writer thread is gone (the time slices as they were), and the connection still works.
     assert not [t for t in threading.enumerate() if t.name == "metrics-writer"]
+    assert sys.getswitchinterval() == time_slices
     with org_context(org_a.id):
         assert DailyDeveloperMetric.objects.count() == 0
     with connection.cursor() as cursor:
