@@ -33,6 +33,14 @@ PENDING_TABLE = f"""CREATE TEMP TABLE IF NOT EXISTS metrics_rollups_pending (
             {", ".join(f"{c} bigint" for c in rollups.COUNTERS)}
         ) ON COMMIT DROP;"""
 
+# (0012 replaces it, and puts it back when reversed.)
+HOLD = f"""
+    CREATE FUNCTION tap_rollups_hold() RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        {PENDING_TABLE}
+        PERFORM set_config('tap.rollups_pending', 'on', true);
+    END $$;"""
+
 APPLY = f"""
     CREATE FUNCTION tap_rollups_apply_pending() RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
@@ -40,12 +48,7 @@ APPLY = f"""
             {"".join(rollups._upsert(r, (PENDING,)) + ";" for r in rollups.ROLLUPS)}
             TRUNCATE {PENDING};
         END IF;
-    END $$;
-    CREATE FUNCTION tap_rollups_hold() RETURNS void LANGUAGE plpgsql AS $$
-    BEGIN
-        {PENDING_TABLE}
-        PERFORM set_config('tap.rollups_pending', 'on', true);
-    END $$;
+    END $$;{HOLD}
     CREATE FUNCTION tap_rollups_release() RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
         PERFORM tap_rollups_apply_pending();

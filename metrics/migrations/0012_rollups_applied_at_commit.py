@@ -5,9 +5,10 @@ that committed while still holding would have lost its held rows from the rollup
 table is dropped at COMMIT), and the dashboards would have been wrong from then on. Now
 `tap_rollups_hold()` also arms a deferred constraint trigger, on a row of a temporary table
 of its own (one row per hold): it fires at COMMIT (before ON COMMIT DROP) and applies whatever
-is still held; the firings after the first find nothing held. A deferred trigger fires earlier only if the transaction runs `SET CONSTRAINTS ALL
-IMMEDIATE` (Django's `check_constraints` does, in tests): it then applies what is held at that
-moment, which is just as exact, and the next hold arms it again. Rows inserted after such a
+is still held; the firings after the first find nothing held. A deferred trigger fires earlier
+only if the transaction runs `SET CONSTRAINTS ALL IMMEDIATE` (Django's `check_constraints`
+does, in tests): it then applies what is held at that moment, which is just as exact, and the
+next hold arms it again. Rows inserted after such a
 statement and before any further hold wait for an explicit release: no path does that.
 
 The rows are applied as whoever commits: row-level security lets them in only in their own
@@ -49,13 +50,10 @@ HOLD = f"""
     END $$;"""
 
 # 0010's definition, as it was.
-REVERSE = f"""
-    CREATE OR REPLACE FUNCTION tap_rollups_hold() RETURNS void LANGUAGE plpgsql AS $$
-    BEGIN
-        {pending.PENDING_TABLE}
-        PERFORM set_config('tap.rollups_pending', 'on', true);
-    END $$;
-    DROP FUNCTION tap_rollups_apply_at_commit();"""
+REVERSE = (
+    pending.HOLD.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    + "\n    DROP FUNCTION tap_rollups_apply_at_commit();"
+)
 
 
 class Migration(migrations.Migration):
