@@ -463,12 +463,13 @@ def test_a_hold_after_the_guard_fired_early_is_guarded_again(org_a):
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
-def test_released_rows_are_not_applied_again_at_commit(org_a):
+def test_a_release_applies_at_once_and_stops_holding(org_a):
+    """Released rows are in the rollups before COMMIT; later writes go straight to them."""
     with org_context(org_a.id):
         one_pending_row(org_a)
         with connection.cursor() as cursor:
             cursor.execute("SELECT tap_rollups_release()")
-        # Written directly now (not held), and not again at commit.
+        # Not held: in the rollups at once.
         other = DeveloperIdentity.objects.create(organization=org_a, github_login="other")
         upsert(org_a, make_run(org_a), [(other.pk, START, "copilot", 2, 0, 0, 0)])
         assert DailyToolRollup.objects.get().suggestions == 5 + 2
