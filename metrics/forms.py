@@ -59,19 +59,66 @@ class UploadForm(forms.Form):
 
 
 class FilterForm(forms.Form):
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    """The dashboards' date range and tool. A field that does not validate is ignored (its
+    default applies) and its error shown; the valid fields still apply."""
+
+    # Far enough for any real export, near enough that week arithmetic never overflows.
+    FIRST_DAY = dt.date(2000, 1, 1)
+    LAST_DAY = dt.date(2099, 12, 31)
+
+    start = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
     tool = forms.CharField(required=False, max_length=50)
 
+    def __init__(self, *args, tools: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tools = tools
+        # Said on the page next to the filter: what was adjusted, and why.
+        self.notices: list[str] = []
+
+    def _clean_day(self, name: str):
+        day = self.cleaned_data.get(name)
+        if day is not None and not self.FIRST_DAY <= day <= self.LAST_DAY:
+            raise forms.ValidationError(
+                f"Choose a day between {self.FIRST_DAY:%-d %B %Y} and {self.LAST_DAY:%-d %B %Y}."
+            )
+        return day
+
+    def clean_start(self):
+        return self._clean_day("start")
+
+    def clean_end(self):
+        return self._clean_day("end")
+
+    def clean_tool(self):
+        tool = self.cleaned_data["tool"].strip().lower()
+        if tool and tool not in self.tools:
+            raise forms.ValidationError(
+                f"No metrics for a tool called “{tool[:50]}”: showing all tools."
+            )
+        return tool
+
     def filters(self, default_start: dt.date, default_end: dt.date) -> Filters:
-        data = self.cleaned_data if self.is_valid() else {}
+        data = {}
+        if self.is_bound:
+            self.is_valid()  # `cleaned_data` then holds the fields that passed, and only them
+            data = self.cleaned_data
         start = data.get("start") or default_start
         end = data.get("end") or default_end
         if start > end:
             start, end = end, start
+            self.notices.append("The start came after the end: the two are swapped.")
         if (end - start).days >= MAX_RANGE_DAYS:
             start = end - dt.timedelta(days=MAX_RANGE_DAYS - 1)
-        return Filters(start=start, end=end, tool=(data.get("tool") or "").strip().lower())
+            self.notices.append(
+                f"At most {MAX_RANGE_DAYS} days at a time: showing the {MAX_RANGE_DAYS} days "
+                f"up to {end:%-d %B %Y}."
+            )
+        return Filters(start=start, end=end, tool=data.get("tool") or "")
 
 
 class ApiKeyForm(forms.Form):

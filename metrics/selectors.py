@@ -225,7 +225,11 @@ _LAST_DAY = _by_mask(max(m.bit_length() - 1, 0) for m in range(128))
 # --- overview ----------------------------------------------------------------------------------
 
 
-def overview(org_id, f: Filters) -> dict:
+def overview(org_id, f: Filters, *, people: bool = True) -> dict:
+    """The organisation's totals per day and week. For a viewer who may not see people
+    (`people` false: members), a tool fewer than `SMALL_COHORT` developers used in the range
+    is left out: its figures would be those few people's, on their own or as the difference
+    between the all-tools totals and the other tools'. Chosen on its own, nothing is shown."""
     params = _params(org_id, f)
     per_day_tool = _rows(
         """
@@ -255,6 +259,7 @@ def overview(org_id, f: Filters) -> dict:
         SELECT 1, NULL, NULL, tool, count(*) FROM used GROUP BY tool
         UNION ALL
         SELECT 2, NULL, NULL, NULL, count(DISTINCT developer) FROM used
+        {"WHERE tool = %(tool)s" if f.tool else ""}
         """,
         params,
     )
@@ -274,7 +279,11 @@ def overview(org_id, f: Filters) -> dict:
             everyone = n
     adoption.sort()
     tools_seen = sorted({tool for _d, tool, *_ in per_day_tool})
-    shown = [f.tool] if f.tool else tools_seen
+    hidden = [] if people else [t for t, n in adoption if n < SMALL_COHORT]
+    if f.tool in hidden:
+        return {"charts": [], "kpis": None, "tools": tools_seen, "hidden": [tool_label(f.tool)]}
+    adoption = [(t, n) for t, n in adoption if t not in hidden]
+    shown = [f.tool] if f.tool else [t for t in tools_seen if t not in hidden]
     by_day = defaultdict(lambda: [0, 0, 0, 0])
     by_day_tool = {}
     for day, tool, _active, s, a, c, sess in per_day_tool:
@@ -346,6 +355,7 @@ def overview(org_id, f: Filters) -> dict:
             "sessions": totals[3],
         },
         "tools": tools_seen,
+        "hidden": [tool_label(t) for t in hidden],
     }
 
 
@@ -580,6 +590,25 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def broken_down(groups: dict[str, set], *, counted=None) -> list[str]:
+    """The groups that may be broken down, in `groups`' order: those of at least
+    `SMALL_COHORT` members — less the smallest of them while the groups left out hold fewer
+    than `SMALL_COHORT` members together, since the figures of those few would be the total's
+    less the shown groups'. `counted`: the groups whose members add to totals (default: all;
+    a usage tier of "none" adds nothing)."""
+    counts = set(groups) if counted is None else set(counted)
+    shown = [name for name, members in groups.items() if len(members) >= SMALL_COHORT]
+    hidden = set().union(*(groups[n] for n in groups if n not in shown and n in counts))
+    while hidden and len(hidden) < SMALL_COHORT:
+        candidates = [n for n in shown if n in counts]
+        if not candidates:
+            break
+        smallest = min(candidates, key=lambda n: len(groups[n]))
+        shown.remove(smallest)
+        hidden |= groups[smallest]
+    return shown
+
+
 def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
     """{cohort name: developer identity ids}: by team, by adoption month (first day with
     usage), or by usage tier — heavy / moderate / light by percentile of suggestions in the
@@ -633,7 +662,10 @@ def cohorts(org_id, f: Filters, *, by: str) -> dict:
     active developer. A cohort of fewer than five developers is not broken down."""
     members = cohort_members(org_id, f, by=by)
     order = [name for name in TIERS if members.get(name)] if by == "tier" else sorted(members)
-    shown = [name for name in order if len(members[name]) >= SMALL_COHORT]
+    shown = broken_down(
+        {name: members[name] for name in order},
+        counted=[t for t in TIERS if t != "none"] if by == "tier" else None,
+    )
     # Who is in which shown cohort (a developer can be in several teams), for the database to
     # count per cohort and week: developers active in the week's days inside the range, and
     # their acceptances on those days.
@@ -667,8 +699,14 @@ def cohorts(org_id, f: Filters, *, by: str) -> dict:
     for name in order:
         people = members[name]
         small = len(people) < SMALL_COHORT
-        row = {"name": name, "size": len(people), "suppressed": small, "weeks": []}
-        if not small:
+        row = {
+            "name": name,
+            "size": len(people),
+            "suppressed": name not in shown,
+            "small": small,
+            "weeks": [],
+        }
+        if name in shown:
             index = shown.index(name)
             for week in weeks:
                 n_active, total = counts.get((index, week), (0, 0))
@@ -700,7 +738,8 @@ def cohorts(org_id, f: Filters, *, by: str) -> dict:
             for i, w in enumerate(weeks)
         ],
     ).render()
-    return {"cohorts": table, "charts": [chart, chart2], "weeks": weeks}
+    # Nothing to draw when every cohort is held back.
+    return {"cohorts": table, "charts": [chart, chart2] if shown else [], "weeks": weeks}
 
 
 # --- identities ----------------------------------------------------------------------------------

@@ -446,6 +446,9 @@ def _merge(*, keep_id, other_id, identities: Identities | None = None) -> str:
         for attr in ("github_login", "email", "api_key_name", "github_user_id")
         if getattr(other, attr) and not getattr(keep, attr)
     }
+    # Campaign participants linked to `other` are linked to the developer it now is (deleting
+    # it would unlink them: SET_NULL).
+    other.participants.update(developer_identity=keep)
     other.delete()  # first: its identifiers are unique per organisation
     for attr, value in moved.items():
         setattr(keep, attr, value)
@@ -476,6 +479,8 @@ def identity_merge(*, actor, org, keep: DeveloperIdentity, other: DeveloperIdent
         problem = _merge(keep_id=keep.pk, other_id=other.pk)
         if problem:
             raise ValidationError(problem[0].upper() + problem[1:] + ".")
+        # The kept identity may have gained an address that participants have.
+        participants_link()
         audit(
             org_id=org.id,
             actor=actor,

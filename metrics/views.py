@@ -39,8 +39,12 @@ PERMISSION_MESSAGES.update(
 
 def _filters(request):
     start, end = selectors.default_range(request.org.id, timezone.localdate())
-    form = FilterForm(request.GET or None)
+    form = FilterForm(request.GET or None, tools=selectors.tools(request.org.id))
     return form, form.filters(start, end)
+
+
+def _tool_choices(form):
+    return [(t, tool_label(t)) for t in form.tools]
 
 
 def _page(request, template, section, context):
@@ -69,19 +73,15 @@ def _chart_csv(request, charts, prefix):
 @org_view(VIEW)
 def overview(request):
     form, f = _filters(request)
-    data = selectors.overview(request.org.id, f)
+    data = selectors.overview(request.org.id, f, people=request.user.has_perm(PEOPLE, request.org))
     if "csv" in request.GET:
         return _chart_csv(request, data["charts"], "overview")
     return _page(
         request,
         "metrics/overview.html",
         "overview",
-        {"form": form, "f": f, **data, "tool_choices": _tool_choices(request)},
+        {"form": form, "f": f, **data, "tool_choices": _tool_choices(form)},
     )
-
-
-def _tool_choices(request):
-    return [(t, tool_label(t)) for t in selectors.tools(request.org.id)]
 
 
 @org_view(VIEW)
@@ -103,7 +103,7 @@ def cohorts(request):
             "by": by,
             "by_params": [("by", by)],
             **data,
-            "tool_choices": _tool_choices(request),
+            "tool_choices": _tool_choices(form),
         },
     )
 
@@ -192,7 +192,7 @@ def developers(request):
             "f": f,
             "page": page,
             "q": search,
-            "tool_choices": _tool_choices(request),
+            "tool_choices": _tool_choices(form),
         },
     )
 
@@ -238,7 +238,7 @@ def developer(request, identity_id):
             "form": form,
             "f": f,
             **data,
-            "tool_choices": _tool_choices(request),
+            "tool_choices": _tool_choices(form),
         },
     )
 

@@ -55,12 +55,20 @@ def breakdown(analysis: CampaignAnalysis, scope: str, tiers: dict[str, dict[str,
             if tier:
                 groups[tier].append(conversation_id)
         rows = []
-        for tier in selectors.TIERS:
-            members = groups.get(tier, [])
-            if not members:
-                continue
-            if len(members) < MIN_GROUP:
-                rows.append({"tier": tier, "size": len(members), "suppressed": True})
+        present = {tier: groups[tier] for tier in selectors.TIERS if groups.get(tier)}
+        # A group of fewer than five is not broken down, nor the smallest other while the
+        # campaign's totals less the shown groups would give theirs away.
+        shown = selectors.broken_down({tier: set(ids) for tier, ids in present.items()})
+        for tier, members in present.items():
+            if tier not in shown:
+                rows.append(
+                    {
+                        "tier": tier,
+                        "size": len(members),
+                        "small": len(members) < MIN_GROUP,
+                        "suppressed": True,
+                    }
+                )
                 continue
             counts: dict[str, int] = defaultdict(int)
             for conversation_id in members:

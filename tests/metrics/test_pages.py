@@ -48,15 +48,92 @@ def test_member_sees_the_overview_with_charts_and_tables(client_for, bob, org_a,
     assert url("developers", org_a) not in body
 
 
-def test_filters_by_tool_and_range(client_for, bob, org_a, tmp_path):
+def test_filters_by_tool_and_range(client_for, dave, org_a, tmp_path):
     load(org_a, tmp_path)
     ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record(date="2026-04-02")])))
-    client = client_for(bob)
+    client = client_for(dave)
     response = client.get(url("overview", org_a), {"tool": "claude_code"})
     assert response.context["kpis"]["suggestions"] == 8
+    # Active developers counts the chosen tool's, not everyone's.
+    assert response.context["kpis"]["developers"] == 1
+    assert dict(response.context["charts"][0].rows)["2026-04-02"] == 1
     response = client.get(url("overview", org_a), {"start": "2026-04-01", "end": "2026-04-01"})
     assert response.context["kpis"]["developers"] == 6
     assert len(response.context["charts"][0].rows) == 1
+    assert b"filter-problems" not in response.content
+
+
+def test_a_tool_fewer_than_five_used_is_left_out_for_members(
+    client_for, bob, dave, org_a, tmp_path
+):
+    load(org_a, tmp_path)  # six Copilot users, 10..15 suggestions a day for three days
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record(date="2026-04-02")])))
+    copilot = sum(10 + i for i in range(6)) * 3
+    member = client_for(bob)
+    alone = member.get(url("overview", org_a), {"tool": "claude_code"})
+    assert alone.context["kpis"] is None
+    assert alone.context["charts"] == []
+    assert "Fewer than 5 developers used Claude Code" in alone.content.decode()
+    assert (
+        member.get(url("overview", org_a), {"tool": "claude_code", "csv": "sessions"}).status_code
+        == 404
+    )
+    # With all tools, its figures are not in the totals (else: totals less Copilot's).
+    everything = member.get(url("overview", org_a))
+    assert everything.context["kpis"]["suggestions"] == copilot
+    assert everything.context["hidden"] == ["Claude Code"]
+    sessions = next(c for c in everything.context["charts"] if c.id == "sessions")
+    assert sessions.columns == ["Day", "GitHub Copilot"]
+    adoption = next(c for c in everything.context["charts"] if c.id == "adoption")
+    assert [row[0] for row in adoption.rows] == ["GitHub Copilot"]
+    assert "Left out of these figures: Claude Code" in everything.content.decode()
+    # Admins and owners see everything.
+    admin = client_for(dave).get(url("overview", org_a))
+    assert admin.context["kpis"]["suggestions"] == copilot + 8
+    assert admin.context["hidden"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"start": "9999-12-31", "end": "9999-12-31"}, "Choose a day between"),
+        ({"start": "0001-01-01", "end": "0001-01-03"}, "Choose a day between"),
+        ({"start": "2026-04-0a"}, "Enter a valid date."),
+        ({"tool": "nonsense"}, "No metrics for a tool called “nonsense”"),
+    ],
+)
+@pytest.mark.parametrize("name", ["overview", "cohorts", "developers"])
+def test_bad_filters_say_so_and_fall_back_to_the_defaults(
+    name, params, problem, client_for, alice, org_a, tmp_path
+):
+    load(org_a, tmp_path)
+    response = client_for(alice).get(url(name, org_a), params)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="filter-problems"' in body
+    assert problem in body
+    f = response.context["f"]
+    assert (str(f.start), str(f.end), f.tool) == ("2026-03-07", "2026-04-03", "")
+
+
+def test_a_bad_field_leaves_the_good_ones_applied(client_for, alice, org_a, tmp_path):
+    load(org_a, tmp_path)
+    response = client_for(alice).get(
+        url("overview", org_a), {"start": "2026-04-0a", "end": "2026-04-02", "tool": "copilot"}
+    )
+    f = response.context["f"]
+    assert (str(f.start), str(f.end), f.tool) == ("2026-03-07", "2026-04-02", "copilot")
+    assert "“From”: Enter a valid date." in response.content.decode()
+
+
+def test_a_range_longer_than_a_year_is_cut_and_says_so(client_for, alice, org_a, tmp_path):
+    load(org_a, tmp_path)
+    response = client_for(alice).get(
+        url("overview", org_a), {"start": "2020-01-01", "end": "2026-04-03"}
+    )
+    f = response.context["f"]
+    assert (str(f.start), str(f.end)) == ("2025-04-03", "2026-04-03")
+    assert "At most 366 days at a time" in response.content.decode()
 
 
 def test_chart_csv_download(client_for, bob, org_a, tmp_path):
@@ -111,9 +188,10 @@ def test_another_orgs_identity_is_404(client_for, charlie, alice, org_a, org_b, 
 
 
 def test_small_cohorts_are_not_broken_down(client_for, bob, org_a, tmp_path):
-    load(org_a, tmp_path, developers=6)
+    load(org_a, tmp_path, developers=12)
+    teams = ["big"] * 6 + ["mid"] * 5 + ["tiny"]
     mapping = "github_login,email,name,team\n" + "".join(
-        f"dev{i},,,{'big' if i < 5 else 'tiny'}\n" for i in range(6)
+        f"dev{i},,,{team}\n" for i, team in enumerate(teams)
     )
     assert ingest(org_a, write(tmp_path, "map.csv", mapping)).status == "succeeded"
     response = client_for(bob).get(url("cohorts", org_a), {"by": "team"})
@@ -122,8 +200,38 @@ def test_small_cohorts_are_not_broken_down(client_for, bob, org_a, tmp_path):
     assert cohorts["big"]["weeks"]
     assert cohorts["tiny"]["suppressed"] is True
     assert cohorts["tiny"]["weeks"] == []
-    assert "tiny" not in response.context["charts"][0].columns
-    assert b"fewer than 5" in response.content
+    # Shown, "mid" would give "tiny" away: the totals less "big" and "mid" are its figures.
+    assert cohorts["mid"]["suppressed"] is True
+    assert cohorts["mid"]["weeks"] == []
+    assert cohorts["mid"]["size"] == 5
+    assert response.context["charts"][0].columns == ["Week of", "big"]
+    body = response.content.decode()
+    assert "fewer than 5" in body
+    assert "would give away those of the small cohorts" in body
+
+
+@pytest.mark.parametrize(
+    ("sizes", "counted", "shown"),
+    [
+        ({"a": 6, "b": 5}, None, ["a", "b"]),
+        ({"a": 6, "b": 5, "c": 4}, None, ["a"]),  # c alone would be the total less a and b
+        ({"a": 6, "b": 5, "c": 4, "d": 1}, None, ["a", "b"]),  # c and d: five together
+        ({"a": 6, "b": 5, "c": 2, "d": 2}, None, ["a"]),
+        ({"a": 4}, None, []),
+        # A tier of "none" adds nothing to the totals: hiding it would hide nothing.
+        ({"heavy": 2, "light": 6, "none": 9}, ["heavy", "light"], ["none"]),
+        ({"heavy": 5, "light": 6, "none": 1}, ["heavy", "light"], ["heavy", "light"]),
+    ],
+)
+def test_broken_down_hides_the_complement_of_small_groups(sizes, counted, shown):
+    from metrics.selectors import broken_down
+
+    start = 0
+    groups = {}
+    for name, size in sizes.items():
+        groups[name] = set(range(start, start + size))
+        start += size
+    assert broken_down(groups, counted=counted) == shown
 
 
 def test_usage_tiers_and_adoption_cohorts_render(client_for, bob, org_a, tmp_path):
@@ -184,6 +292,33 @@ def test_unmatched_identities_suggest_and_merge(client_for, dave, org_a, tmp_pat
     with org_context(org_a.id):
         (identity,) = DeveloperIdentity.objects.all()
         assert identity.daily_metrics.count() == 2
+
+
+def test_a_merge_keeps_the_campaign_participants_linked(client_for, alice, dave, org_a, tmp_path):
+    from campaigns import services as campaign_services
+    from campaigns.models import Participant
+    from campaigns.participant_input import parse_pasted
+    from tests.campaigns import creator
+
+    ingest(org_a, write(tmp_path, "gh.ndjson", ndjson([copilot_record("mona")])))
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record("mona@x.example")])))
+    campaign = creator.campaign(org_a, alice)
+    with org_context(org_a.id):
+        campaign_services.participants_add(
+            actor=alice, campaign=campaign, parsed=parse_pasted("mona@x.example")
+        )
+        by_email = DeveloperIdentity.objects.get(email="mona@x.example")
+        by_login = DeveloperIdentity.objects.get(github_login="mona")
+        assert Participant.objects.get().developer_identity_id == by_email.pk
+    # The login's identity is kept, the email's merged into it (and deleted).
+    response = client_for(dave).post(
+        url("identity_merge", org_a), {"keep": by_login.pk, "other": by_email.pk}
+    )
+    assert response.status_code == 302
+    with org_context(org_a.id):
+        participant = Participant.objects.get()
+        assert participant.developer_identity_id == by_login.pk
+        assert participant.identity_unlinked is False
 
 
 def test_csv_templates(client_for, bob, org_a):
