@@ -623,7 +623,7 @@ def reference_overview(org, f) -> dict:
     totals = [sum(by_day[d][i] for d in f.days) for i in range(4)]
     return {
         "kpis": {
-            "developers": len({r.developer_identity_id for r in rows}),
+            "developers": len({r.developer_identity_id for r in chosen}),
             "suggestions": totals[0],
             "acceptances": totals[1],
             "rate": rate(totals[1], totals[0]),
