@@ -436,6 +436,8 @@ class Ingest:
         key = self._key(pk, row)
         if key in self.seen:
             self.repeats.append(line)
+            if len(self.repeats) >= BATCH:  # a later part may repeat every key
+                self._flush()
         else:
             self.seen.add(key)
             self.buffer.append(line)
@@ -603,8 +605,17 @@ class Ingest:
         (written by this run, or an earlier run's identical row left alone); add the others to
         it. A row that was counted unchanged and now changes is counted as replaced."""
         run = str(self.run.pk)
-        with connection.cursor() as cursor:
-            cursor.execute(
+        # Read a chunk of keys at a time (a server-side cursor): a report in many parts may
+        # repeat every key of the run.
+        # `cursor` is psycopg's own, as the writer's: with DEBUG on, Django's would keep each
+        # statement's text, every chunk's values in it, until the run ends.
+        with connection.chunked_cursor() as groups, connection.connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {self.repeats_stage}")
+            # A cursor is planned for its first rows by default: here, a walk of the whole
+            # daily table in id order, probing the repeats for each row (minutes at 100,000
+            # repeats). Planned for all its rows, it joins the repeats to the daily rows.
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1")
+            groups.execute(
                 f"""
                 SELECT d.id, d.ingestion_run_id = %s, d.suggestions, d.acceptances,
                        d.completions, d.sessions, d.extras::text,
@@ -618,28 +629,37 @@ class Ingest:
                 """,
                 [run, str(self.org_id)],
             )
-            changed = []
-            for pk, ours, *values in cursor.fetchall():
-                before, extras_text = values[:4], values[4]
-                added, extras_list = values[5:9], values[9]
-                after = [min(MAX_COUNT, a + b) for a, b in zip(before, added, strict=True)]
-                extras = json.loads(extras_text)
-                total = extras
-                for text in extras_list:
-                    total = merge_extras(total, json.loads(text))
-                if after == before and total == extras:
-                    continue
-                # orjson, as the staged rows: the same values are the same text.
-                changed.append((*after, orjson.dumps(total).decode(), run, pk))
-                if not ours:
-                    self.outcome.rows_unchanged -= 1
-                    self.outcome.rows_replaced += 1
-            cursor.executemany(
-                "UPDATE daily_developer_metrics SET suggestions = %s, acceptances = %s, "
-                "completions = %s, sessions = %s, extras = %s::json, ingestion_run_id = %s, "
-                "updated_at = now() WHERE id = %s",
-                changed,
-            )
+            cursor.execute("RESET cursor_tuple_fraction")
+            while chunk := groups.fetchmany(BATCH):
+                changed = []
+                for pk, ours, *values in chunk:
+                    before, extras_text = values[:4], values[4]
+                    added, extras_list = values[5:9], values[9]
+                    after = [min(MAX_COUNT, a + b) for a, b in zip(before, added, strict=True)]
+                    extras = json.loads(extras_text)
+                    total = extras
+                    for text in extras_list:
+                        total = merge_extras(total, json.loads(text))
+                    if after == before and total == extras:
+                        continue
+                    # orjson, as the staged rows: the same values are the same text.
+                    changed.append((pk, *after, orjson.dumps(total).decode()))
+                    if not ours:
+                        self.outcome.rows_unchanged -= 1
+                        self.outcome.rows_replaced += 1
+                if changed:
+                    # One statement per chunk: the rollup triggers run once per statement.
+                    cursor.execute(
+                        "UPDATE daily_developer_metrics d SET suggestions = v.suggestions, "
+                        "acceptances = v.acceptances, completions = v.completions, "
+                        "sessions = v.sessions, extras = v.extras::json, "
+                        "ingestion_run_id = %s, updated_at = now() "
+                        "FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::bigint[], "
+                        "%s::bigint[], %s::text[]) "
+                        "AS v (id, suggestions, acceptances, completions, sessions, extras) "
+                        "WHERE d.id = v.id",
+                        [run, *map(list, zip(*changed, strict=True))],
+                    )
 
     def _write_seats(self) -> None:
         """A seats file is the whole roster at one moment: it replaces the previous one."""

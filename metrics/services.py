@@ -134,6 +134,15 @@ def run_create(
     its processing on the `ingest` queue."""
     if not files:
         raise ValidationError("Choose at least one file.")
+    names: dict[str, str] = {}
+    for stored in files:
+        if stored.sha256 in names:
+            # Parts of one report are summed: the same part twice would count twice.
+            raise ValidationError(
+                f"“{stored.name}” is the same file as “{names[stored.sha256]}”. "
+                "Upload each part once."
+            )
+        names[stored.sha256] = stored.name
     if len(files) == 1:
         sha, display = files[0].sha256, files[0].name
     else:

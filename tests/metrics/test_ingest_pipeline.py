@@ -50,6 +50,33 @@ def test_a_key_repeated_in_a_later_batch_is_summed_into_the_first(org_a, tmp_pat
     assert len(rows(org_a)) == 6
 
 
+def test_a_part_that_repeats_every_key_is_summed_a_batch_at_a_time(
+    org_a, tmp_path, tiny_batches, monkeypatch
+):
+    part1 = [copilot_record(f"dev{i}", _day(1)) for i in range(7)]
+    part2 = [copilot_record(f"dev{i}", _day(1), code_generation_activity_count=i) for i in range(7)]
+    # The repeats waiting in memory never outgrow a batch, whatever the part's size.
+    waiting = []
+    metric = ingest_module.Ingest._metric
+
+    def counted(self, row):
+        metric(self, row)
+        waiting.append(len(self.repeats))
+
+    monkeypatch.setattr(ingest_module.Ingest, "_metric", counted)
+    run = ingest(
+        org_a,
+        write(tmp_path, "p1.ndjson", ndjson(part1)),
+        write(tmp_path, "p2.ndjson", ndjson(part2)),
+    )
+    assert run.status == "succeeded", run.message
+    assert max(waiting) < ingest_module.BATCH
+    assert (run.rows_new, run.rows_replaced, run.rows_unchanged) == (7, 0, 0)
+    # Summed in chunks of BATCH (a server-side cursor): every key, once.
+    assert sorted(r.suggestions for r in rows(org_a)) == [10 + i for i in range(7)]
+    assert_rollups_exact(org_a)
+
+
 def test_a_repeat_of_an_unchanged_row_makes_it_replaced(org_a, tmp_path, tiny_batches):
     first = [copilot_record(f"dev{i}", _day(1)) for i in range(5)]
     ingest(org_a, write(tmp_path, "a.ndjson", ndjson(first)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 
 from metrics.models import DailyDeveloperMetric, DeveloperIdentity, DeveloperTeam
 from tap.tenancy import org_context
@@ -42,6 +44,19 @@ def test_same_file_twice_changes_nothing_and_says_so(org_a, tmp_path):
     assert "uploaded before" in second.message
     assert {(r.pk, r.ingestion_run_id, r.suggestions) for r in rows(org_a)} == before
     assert all(r.ingestion_run_id == first.pk for r in rows(org_a))
+
+
+# Transactional: the command finds the organisation through the service connection.
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_the_same_file_twice_in_one_run_is_refused(org_a, tmp_path):
+    # Parts of one report are summed: one part twice would count everything in it twice.
+    path = write(tmp_path, "u.ndjson", ndjson([copilot_record()]))
+    again = write(tmp_path, "u-again.ndjson", ndjson([copilot_record()]))
+    with pytest.raises(ValidationError, match=r"“u-again\.ndjson” is the same file as “u\.ndjson”"):
+        ingest(org_a, path, again)
+    with pytest.raises(CommandError, match="is the same file as"):
+        call_command("ingest_metrics", "--org", org_a.slug, str(path), str(path))
+    assert rows(org_a) == []
 
 
 def revise_mona(org, tmp_path, **changes):

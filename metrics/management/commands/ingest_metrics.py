@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from metrics import services
@@ -46,14 +47,17 @@ class Command(BaseCommand):
                 raise CommandError(f"{path}: no such file.")
         stored = [services.file_local(path) for path in files]
         with org_context(organization.pk):
-            run = services.run_create(
-                actor=None,
-                org=organization,
-                files=stored,
-                source=MetricIngestionRun.Source.COMMAND,
-                skip_invalid=options["skip_invalid"],
-                enqueue=False,
-            )
+            try:
+                run = services.run_create(
+                    actor=None,
+                    org=organization,
+                    files=stored,
+                    source=MetricIngestionRun.Source.COMMAND,
+                    skip_invalid=options["skip_invalid"],
+                    enqueue=False,
+                )
+            except ValidationError as exc:
+                raise CommandError(" ".join(exc.messages)) from exc
         run = services.run_process(run_id=run.pk, org_id=organization.pk)
         if options["json"]:
             self.stdout.write(json.dumps(run.summary(), indent=2))
