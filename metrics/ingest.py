@@ -123,6 +123,11 @@ class Identities:
         self.by_github_id: dict[int, uuid.UUID] = {}
         self.by_email: dict[str, uuid.UUID] = {}
         self.by_api_key: dict[str, uuid.UUID] = {}
+        # What each identity already has: a record may add an identifier it lacks, never
+        # replace one silently.
+        self.logins: dict[uuid.UUID, str] = {}
+        self.emails: dict[uuid.UUID, str] = {}
+        self.github_ids: dict[uuid.UUID, int] = {}
         self.pending: list[DeveloperIdentity] = []
         self.created = 0
         rows = DeveloperIdentity.objects.values_list(
@@ -134,10 +139,13 @@ class Identities:
     def _index(self, pk, login, github_id, email, key):
         if login:
             self.by_login[login.lower()] = pk
+            self.logins[pk] = login
         if github_id:
             self.by_github_id[github_id] = pk
+            self.github_ids[pk] = github_id
         if email:
             self.by_email[email.lower()] = pk
+            self.emails[pk] = email
         if key:
             self.by_api_key[key.lower()] = pk
 
@@ -175,15 +183,46 @@ class Identities:
             None,
         )
 
-    def github(self, login: str, github_id: int | None) -> uuid.UUID:
+    def _renamed(self, pk, login: str) -> uuid.UUID | str:
+        """GitHub user `pk` now goes by `login` (the numeric id is stable, logins change): the
+        identity takes the new login and keeps the old one among its aliases."""
+        other = self.by_login.get(login.lower())
+        old = self.logins.get(pk, "")
+        if other is not None and other != pk:
+            return (
+                f"GitHub user {self.github_ids[pk]} is “{old}” in Tap, and the login “{login}” "
+                "belongs to another developer there; link or merge them on the identities page"
+            )
+        self.flush()
+        self.before_write()
+        aliases = DeveloperIdentity.objects.filter(pk=pk).values_list("aliases", flat=True)[0]
+        if old and old not in aliases:
+            aliases = [*aliases, old]
+        DeveloperIdentity.objects.filter(pk=pk).update(
+            github_login=login, aliases=aliases, updated_at=timezone.now()
+        )
+        self._index(pk, login, None, None, None)
+        return pk
+
+    def github(self, login: str, github_id: int | None) -> uuid.UUID | str:
+        """The identity of a GitHub user, or a conflict to report."""
         if github_id is not None:
             pk = self.by_github_id.get(github_id)
             if pk is not None:
+                if login and login.lower() != self.logins.get(pk, "").lower():
+                    return self._renamed(pk, login)
                 return pk
         if login:
             pk = self.by_login.get(login.lower())
             if pk is not None:
                 if github_id is not None:
+                    known = self.github_ids.get(pk)
+                    if known is not None:  # and not `github_id`: it was looked up first
+                        return (
+                            f"the login “{login}” belongs to GitHub user {known} in Tap, not "
+                            f"{github_id}: the login may have changed hands; check the "
+                            "identities page"
+                        )
                     self._fill(pk, github_user_id=github_id)
                 return pk
         return self._new(login=login, github_id=github_id)
@@ -210,8 +249,20 @@ class Identities:
         if pk is None:
             return self._new(login=row.login, email=row.email)
         if by_login is None:
+            if self.logins.get(pk):
+                return (
+                    f"email “{row.email}” belongs to the developer with github_login "
+                    f"“{self.logins[pk]}” in Tap, not “{row.login}”; fix the row, or change "
+                    "the link with the identity map"
+                )
             self._fill(pk, github_login=row.login)
         elif by_email is None:
+            if self.emails.get(pk):
+                return (
+                    f"github_login “{row.login}” belongs to the developer with email "
+                    f"“{self.emails[pk]}” in Tap, not “{row.email}”; fix the row, or change "
+                    "the link with the identity map"
+                )
             self._fill(pk, email=row.email)
         return pk
 
@@ -461,6 +512,9 @@ class Ingest:
     def _seat(self, row: SeatRow) -> None:
         self.saw_seats = True
         pk = self.identities.github(row.login, row.github_id)
+        if isinstance(pk, str):
+            self.reject(row.line, pk)
+            return
         self.outcome.rows_ingested += 1
         seen = self.seats.get(pk)
         # Enterprise listings name a person once per granting org or team: keep the latest.
@@ -483,6 +537,9 @@ class Ingest:
             self.outcome.rows_ingested += 1
             return
         pk = self.identities.github(row.login, row.github_id)
+        if isinstance(pk, str):
+            self.reject(row.line, pk)
+            return
         self.identities.flush()
         team_add(self.org_id, pk, row.team, DeveloperTeam.Source.COPILOT)
         self.outcome.rows_ingested += 1

@@ -476,6 +476,9 @@ def _merge(*, keep_id, other_id, identities: Identities | None = None) -> str:
             for key, value in list(index.items()):
                 if value == other.pk:
                     index[key] = keep.pk
+        for known in (identities.logins, identities.emails, identities.github_ids):
+            if other.pk in known:
+                known.setdefault(keep.pk, known.pop(other.pk))
     return ""
 
 

@@ -175,6 +175,67 @@ def test_login_case_and_numeric_id_resolve_to_one_identity(org_a, tmp_path):
         assert DeveloperIdentity.objects.count() == 1
 
 
+def test_a_renamed_github_user_keeps_one_identity_under_the_new_login(org_a, tmp_path):
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("mona", user_id=7)])))
+    renamed = copilot_record("mona-lisa", user_id=7, day="2026-04-02")
+    run = ingest(org_a, write(tmp_path, "b.ndjson", ndjson([renamed])))
+    assert run.status == "succeeded", run.message
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert (identity.github_login, identity.github_user_id) == ("mona-lisa", 7)
+        assert identity.aliases == ["mona"]
+        assert identity.daily_metrics.count() == 2
+
+
+def test_a_login_that_comes_with_another_github_id_is_a_conflict(org_a, tmp_path):
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("mona", user_id=7)])))
+    other = copilot_record("MONA", user_id=999, day="2026-04-02")
+    run = ingest(org_a, write(tmp_path, "b.ndjson", ndjson([other])))
+    assert run.status == "failed"
+    (error,) = run.errors
+    assert error["line"] == 1
+    assert "belongs to GitHub user 7 in Tap, not 999" in error["reason"]
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert identity.github_user_id == 7
+        assert identity.daily_metrics.count() == 1
+
+
+def test_a_renamed_login_taken_by_another_developer_is_a_conflict(org_a, tmp_path):
+    records = [copilot_record("mona", user_id=7), copilot_record("hubot", user_id=8)]
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson(records)))
+    clash = copilot_record("hubot", user_id=7, day="2026-04-02")
+    run = ingest(org_a, write(tmp_path, "b.ndjson", ndjson([clash])))
+    assert run.status == "failed"
+    assert "GitHub user 7 is “mona” in Tap" in run.errors[0]["reason"]
+    with org_context(org_a.id):
+        assert sorted(DeveloperIdentity.objects.values_list("github_login", flat=True)) == [
+            "hubot",
+            "mona",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ("mona,other@corp.example", "belongs to the developer with email “mona@corp.example”"),
+        ("octo,mona@corp.example", "belongs to the developer with github_login “mona”"),
+    ],
+)
+def test_a_tap_csv_row_never_replaces_an_identifier(org_a, tmp_path, row, problem):
+    header = "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+    first = header + "2026-04-01,cursor,mona,mona@corp.example,1,1,1,1\n"
+    assert ingest(org_a, write(tmp_path, "a.csv", first)).status == "succeeded"
+    run = ingest(org_a, write(tmp_path, "b.csv", header + f"2026-04-02,cursor,{row},2,2,2,2\n"))
+    assert run.status == "failed"
+    (error,) = run.errors
+    assert error["line"] == 2
+    assert problem in error["reason"]
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert (identity.github_login, identity.email) == ("mona", "mona@corp.example")
+
+
 def test_identity_map_merges_and_moves_metrics(org_a, tmp_path, alice):
     ingest(org_a, write(tmp_path, "gh.ndjson", ndjson([copilot_record("mona")])))
     ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record("Mona@X.example")])))

@@ -251,12 +251,14 @@ def test_seats_utilisation(client_for, bob, dave, org_a, tmp_path):
     seats = {
         "total_seats": 3,
         "seats": [
+            # The usage report's user ids, as GitHub would give them (a login that came with
+            # another id would be reported as a conflict).
             {
-                "assignee": {"login": "dev0", "id": 1},
+                "assignee": {"login": "dev0", "id": copilot_record("dev0")["user_id"]},
                 "created_at": "2026-01-01T00:00:00Z",
                 "last_activity_at": None,
             },
-            {"assignee": {"login": "dev1", "id": 2}, "last_activity_at": None},
+            {"assignee": {"login": "dev1"}, "last_activity_at": None},
             {"assignee": {"login": "ghost", "id": 3}, "last_activity_at": None},
         ],
     }
