@@ -52,6 +52,16 @@ DAILY_FOREIGN_KEYS = (
     "daily_developer_metrics_ingestion_run_id_tenant_fk",
 )
 PROGRESS_EVERY_SECONDS = 0.5
+# A seat's values as a seats file gives them (`SeatRow`'s fields of the same names).
+SEAT_FIELDS = (
+    "assigned_at",
+    "last_activity_at",
+    "last_activity_editor",
+    "last_authenticated_at",
+    "plan_type",
+    "assigning_team",
+    "pending_cancellation_date",
+)
 
 
 def progress_key(run_id) -> str:
@@ -721,18 +731,14 @@ class Ingest:
     def _write_seats(self) -> None:
         """A seats file is the whole roster at one moment: it replaces the previous one."""
         now = timezone.now()
-        existing = dict(CopilotSeat.objects.values_list("developer_identity_id", "id"))
+        existing = {
+            seat["developer_identity_id"]: seat
+            for seat in CopilotSeat.objects.values("id", "developer_identity_id", *SEAT_FIELDS)
+        }
         fresh, changed = [], []
+        unchanged = 0
         for pk, row in self.seats.items():
-            values = {
-                "assigned_at": row.assigned_at,
-                "last_activity_at": row.last_activity_at,
-                "last_activity_editor": row.last_activity_editor,
-                "last_authenticated_at": row.last_authenticated_at,
-                "plan_type": row.plan_type,
-                "assigning_team": row.assigning_team,
-                "pending_cancellation_date": row.pending_cancellation_date,
-            }
+            values = {name: getattr(row, name) for name in SEAT_FIELDS}
             seat = CopilotSeat(
                 organization_id=self.org_id,
                 developer_identity_id=pk,
@@ -740,30 +746,22 @@ class Ingest:
                 updated_at=now,
                 **values,
             )
-            if pk in existing:
-                seat.id = existing[pk]
-                changed.append(seat)
-            else:
+            before = existing.get(pk)
+            if before is None:
                 fresh.append(seat)
+            elif all(before[name] == values[name] for name in SEAT_FIELDS):
+                unchanged += 1  # the same roster again: nothing to write
+            else:
+                seat.id = before["id"]
+                changed.append(seat)
         CopilotSeat.objects.bulk_create(fresh, batch_size=1000)
         CopilotSeat.objects.bulk_update(
-            changed,
-            [
-                "assigned_at",
-                "last_activity_at",
-                "last_activity_editor",
-                "last_authenticated_at",
-                "plan_type",
-                "assigning_team",
-                "pending_cancellation_date",
-                "ingestion_run_id",
-                "updated_at",
-            ],
-            batch_size=1000,
+            changed, [*SEAT_FIELDS, "ingestion_run_id", "updated_at"], batch_size=1000
         )
         removed, _ = CopilotSeat.objects.exclude(developer_identity_id__in=self.seats).delete()
         self.outcome.rows_new += len(fresh)
         self.outcome.rows_replaced += len(changed)
+        self.outcome.rows_unchanged += unchanged
         self.outcome.notes.append(
             f"Seat roster: {len(self.seats)} licensed developers"
             + (f", {removed} seats no longer listed were removed" if removed else "")

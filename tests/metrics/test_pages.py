@@ -269,6 +269,13 @@ def test_seats_utilisation(client_for, bob, dave, org_a, tmp_path):
     assert b"ghost" not in response.content  # names are for admins
     response = client_for(dave).get(url("seats", org_a))
     assert b"ghost" in response.content
+    # The same roster again changes nothing and says so; a changed seat is replaced.
+    again = ingest(org_a, write(tmp_path, "seats-again.json", json.dumps(seats) + "\n"))
+    assert (again.rows_new, again.rows_replaced, again.rows_unchanged) == (0, 0, 3)
+    assert "Nothing changed" in again.message
+    seats["seats"][2]["last_activity_at"] = "2026-04-02T10:00:00Z"
+    revised = ingest(org_a, write(tmp_path, "seats-revised.json", json.dumps(seats)))
+    assert (revised.rows_new, revised.rows_replaced, revised.rows_unchanged) == (0, 1, 2)
 
 
 def test_freshness_lists_latest_day_per_tool(client_for, bob, org_a, tmp_path):
