@@ -389,6 +389,8 @@ class Ingest:
         self.outcome = Outcome()
         self.stage = f"metrics_stage_{uuid.uuid4().hex[:12]}"
         self.repeats_stage = f"{self.stage}_repeats"
+        # The earlier values of the rows this run replaced (see `_fold_repeats`).
+        self.replaced_stage = f"{self.stage}_replaced"
         self.unfolded = 0
         self.buffer: list[str] = []
         self.repeats: list[str] = []
@@ -433,6 +435,11 @@ class Ingest:
                     "acceptances bigint, completions bigint, sessions bigint, extras text) "
                     "ON COMMIT DROP"
                 )
+            cursor.execute(
+                f"CREATE TEMP TABLE {self.replaced_stage} (id uuid PRIMARY KEY, "
+                "suggestions bigint, acceptances bigint, completions bigint, sessions bigint, "
+                "extras text, ingestion_run_id uuid, updated_at timestamptz) ON COMMIT DROP"
+            )
         connection.ensure_connection()
         self.writer = Writer(connection.connection)
         try:
@@ -652,7 +659,16 @@ class Ingest:
                        -- may still be the same value (keys in another order, say).
                        OR (d.extras::text <> EXCLUDED.extras::text
                            AND d.extras::jsonb <> EXCLUDED.extras::jsonb)
-                    RETURNING (xmax = 0) AS inserted
+                    RETURNING d.id, (xmax = 0) AS inserted
+                ),
+                -- The replaced rows' earlier values: every part of a WITH sees the table as it
+                -- was before the statement.
+                earlier AS (
+                    INSERT INTO {self.replaced_stage}
+                    SELECT o.id, o.suggestions, o.acceptances, o.completions, o.sessions,
+                           o.extras::text, o.ingestion_run_id, o.updated_at
+                    FROM written w JOIN daily_developer_metrics o ON o.id = w.id
+                    WHERE NOT w.inserted
                 )
                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
                        (SELECT count(*) FROM {self.stage})
@@ -670,7 +686,9 @@ class Ingest:
     def _fold_repeats(self) -> None:
         """Keys seen more than once in the run: the daily row holds the first one's values
         (written by this run, or an earlier run's identical row left alone); add the others to
-        it. A row that was counted unchanged and now changes is counted as replaced."""
+        it. A row that was counted unchanged and now changes is counted as replaced; a row this
+        run replaced whose parts add up to what it held before (a report in parts, uploaded
+        again) gets its earlier row back and is counted unchanged."""
         run = str(self.run.pk)
         # Read a chunk of keys at a time (a server-side cursor): a report in many parts may
         # repeat every key of the run.
@@ -687,12 +705,15 @@ class Ingest:
                 SELECT d.id, d.ingestion_run_id = %s, d.suggestions, d.acceptances,
                        d.completions, d.sessions, d.extras::text,
                        sum(r.suggestions), sum(r.acceptances), sum(r.completions),
-                       sum(r.sessions), array_agg(r.extras)
+                       sum(r.sessions), array_agg(r.extras),
+                       e.suggestions, e.acceptances, e.completions, e.sessions, e.extras,
+                       e.ingestion_run_id, e.updated_at
                 FROM {self.repeats_stage} r
                 JOIN daily_developer_metrics d
                   ON d.organization_id = %s AND d.developer_identity_id = r.identity_id
                  AND d.date = r.date AND d.tool = r.tool
-                GROUP BY d.id
+                LEFT JOIN {self.replaced_stage} e ON e.id = d.id
+                GROUP BY d.id, e.id
                 """,
                 [run, str(self.org_id)],
             )
@@ -702,6 +723,10 @@ class Ingest:
                 for pk, ours, *values in chunk:
                     before, extras_text = values[:4], values[4]
                     added, extras_list = values[5:9], values[9]
+                    earlier, earlier_extras, earlier_run, earlier_at = (
+                        values[10:14],
+                        *values[14:],
+                    )
                     after = [min(MAX_COUNT, a + b) for a, b in zip(before, added, strict=True)]
                     extras = json.loads(extras_text)
                     total = extras
@@ -709,8 +734,17 @@ class Ingest:
                         total = merge_extras(total, json.loads(text))
                     if after == before and total == extras:
                         continue
+                    if (
+                        earlier_run is not None
+                        and after == earlier
+                        and total == json.loads(earlier_extras)
+                    ):
+                        changed.append((pk, *after, earlier_extras, earlier_run, earlier_at))
+                        self.outcome.rows_replaced -= 1
+                        self.outcome.rows_unchanged += 1
+                        continue
                     # orjson, as the staged rows: the same values are the same text.
-                    changed.append((pk, *after, orjson.dumps(total).decode()))
+                    changed.append((pk, *after, orjson.dumps(total).decode(), run, None))
                     if not ours:
                         self.outcome.rows_unchanged -= 1
                         self.outcome.rows_replaced += 1
@@ -720,12 +754,12 @@ class Ingest:
                         "UPDATE daily_developer_metrics d SET suggestions = v.suggestions, "
                         "acceptances = v.acceptances, completions = v.completions, "
                         "sessions = v.sessions, extras = v.extras::json, "
-                        "ingestion_run_id = %s, updated_at = now() "
+                        "ingestion_run_id = v.run, updated_at = coalesce(v.at, now()) "
                         "FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::bigint[], "
-                        "%s::bigint[], %s::text[]) "
-                        "AS v (id, suggestions, acceptances, completions, sessions, extras) "
-                        "WHERE d.id = v.id",
-                        [run, *map(list, zip(*changed, strict=True))],
+                        "%s::bigint[], %s::text[], %s::uuid[], %s::timestamptz[]) "
+                        "AS v (id, suggestions, acceptances, completions, sessions, extras, "
+                        "run, at) WHERE d.id = v.id",
+                        list(map(list, zip(*changed, strict=True))),
                     )
 
     def _write_seats(self) -> None:

@@ -77,6 +77,36 @@ def test_a_part_that_repeats_every_key_is_summed_a_batch_at_a_time(
     assert_rollups_exact(org_a)
 
 
+@pytest.mark.parametrize("batches", ["tiny", "default"])
+def test_a_report_in_parts_uploaded_again_changes_nothing(org_a, tmp_path, monkeypatch, batches):
+    if batches == "tiny":
+        monkeypatch.setattr(ingest_module, "BATCH", 2)
+        monkeypatch.setattr(ingest_module.Ingest, "FOLD_EVERY", 4)
+    part1 = [copilot_record(f"dev{i}", _day(1)) for i in range(5)]
+    part2 = [copilot_record("dev0", _day(1), code_generation_activity_count=3)]
+    paths = (
+        write(tmp_path, "p1.ndjson", ndjson(part1)),
+        write(tmp_path, "p2.ndjson", ndjson(part2)),
+    )
+    first = ingest(org_a, *paths)
+    stored = {(r.pk, r.ingestion_run_id, r.suggestions, r.updated_at) for r in rows(org_a)}
+    # dev0's first part (10) differs from the stored sum (13) until the second part is added.
+    again = ingest(org_a, *paths)
+    assert again.status == "succeeded", again.message
+    assert (again.rows_new, again.rows_replaced, again.rows_unchanged) == (0, 0, 5)
+    assert "Nothing changed" in again.message
+    assert {(r.pk, r.ingestion_run_id, r.suggestions, r.updated_at) for r in rows(org_a)} == stored
+    assert all(r.ingestion_run_id == first.pk for r in rows(org_a))
+    assert_rollups_exact(org_a)
+    # A second part that differs is a revision of dev0's day.
+    part2[0]["code_generation_activity_count"] = 4
+    revised = ingest(org_a, paths[0], write(tmp_path, "p2-revised.ndjson", ndjson(part2)))
+    assert (revised.rows_new, revised.rows_replaced, revised.rows_unchanged) == (0, 1, 4)
+    (dev0,) = rows(org_a, developer_identity__github_login="dev0")
+    assert (dev0.suggestions, dev0.ingestion_run_id) == (14, revised.pk)
+    assert_rollups_exact(org_a)
+
+
 def test_a_repeat_of_an_unchanged_row_makes_it_replaced(org_a, tmp_path, tiny_batches):
     first = [copilot_record(f"dev{i}", _day(1)) for i in range(5)]
     ingest(org_a, write(tmp_path, "a.ndjson", ndjson(first)))
