@@ -78,9 +78,15 @@ def _numbers(values: list) -> bool:
     return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
 
 
+def _entry_label(entry: dict) -> tuple:
+    """What names an entry of a list of objects (Claude Code's `by_model`: its model)."""
+    return tuple(sorted((k, v) for k, v in entry.items() if isinstance(v, str)))
+
+
 def merge_extras(left: dict, right: dict) -> dict:
     """Sum two rows' extras: numbers add, flags OR, counter lists (breakdowns) add element by
-    element, other lists are joined without repeats, objects recurse."""
+    element, lists of objects add the entries of the same name (their text fields), other
+    lists are joined without repeats, objects recurse."""
     merged = dict(left)
     for key, value in right.items():
         if key in NOT_SUMMED:
@@ -97,6 +103,13 @@ def merge_extras(left: dict, right: dict) -> dict:
         elif isinstance(mine, list) and isinstance(value, list):
             if len(mine) == len(value) and _numbers(mine) and _numbers(value):
                 merged[key] = [a + b for a, b in zip(mine, value, strict=True)]
+            elif all(isinstance(v, dict) for v in (*mine, *value)):
+                entries: dict[tuple, dict] = {}
+                for entry in (*mine, *value):
+                    label = _entry_label(entry)
+                    seen = entries.get(label)
+                    entries[label] = entry if seen is None else merge_extras(seen, entry)
+                merged[key] = list(entries.values())
             else:
                 merged[key] = mine + [v for v in value if v not in mine]
         elif isinstance(mine, dict) and isinstance(value, dict):

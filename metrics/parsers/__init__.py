@@ -161,7 +161,7 @@ def _detect(text: io.TextIOWrapper, *, position) -> Parsed:
         return _broken_first_lines(first, record, text, skipped, position)
     if stripped.startswith("["):
         return _json_document(first, text, position)
-    return _csv(first, text, position)
+    return _csv(first, text, position, skipped)
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def _chain(head, events):
 # --- CSV -------------------------------------------------------------------------------------
 
 
-def _csv(first: str, text, position) -> Parsed:
+def _csv(first: str, text, position, skipped: int = 0) -> Parsed:
     csv.field_size_limit(1 << 20)
     header = [c.strip().lower() for c in next(csv.reader([first]))]
     columns = set(header)
@@ -377,12 +377,12 @@ def _csv(first: str, text, position) -> Parsed:
         fmt, convert = "copilot_seats_csv", copilot.seat_csv_row
     else:
         raise Refused(UNKNOWN_MESSAGE)
-    return Parsed(fmt, _decoding(_csv_rows(header, text, convert)), position)
+    return Parsed(fmt, _decoding(_csv_rows(header, text, convert, skipped + 1)), position)
 
 
-def _csv_rows(header: list[str], text, convert) -> Iterator:
+def _csv_rows(header: list[str], text, convert, header_line: int = 1) -> Iterator:
     reader = csv.reader(text)
-    previous = 1
+    previous = header_line
     while True:
         try:
             values = next(reader)
@@ -390,11 +390,11 @@ def _csv_rows(header: list[str], text, convert) -> Iterator:
             return
         except csv.Error as exc:
             yield Rejected(previous + 1, f"unreadable CSV ({exc})")
-            previous = reader.line_num + 1
+            previous = reader.line_num + header_line
             continue
-        # line_num counts physical lines read by this reader; the header was line 1.
+        # line_num counts physical lines read by this reader, after the header's.
         line = previous + 1
-        previous = reader.line_num + 1
+        previous = reader.line_num + header_line
         if not any(v.strip() for v in values):
             continue
         row = dict(zip(header, values, strict=False))

@@ -127,7 +127,8 @@ def iter_document(
 
     A top-level array yields ("item", None, line, element) per element. A top-level object
     yields ("item", key, line, element) for each element of an array under one of
-    `stream_keys`, and ("member", key, line, value) for every other member. Anything else
+    `stream_keys` (an empty one as a member), and ("member", key, line, value) for every other
+    member. Anything else
     yields one ("value", None, line, value)."""
     buffer = _Buffer(stream, prefix)
     first = buffer.skip_ws()
@@ -145,8 +146,12 @@ def iter_document(
                     raise JSONStreamError("broken JSON: object key is not a string", buffer.line)
                 buffer.expect(":")
                 if key in stream_keys and buffer.skip_ws() == "[":
+                    start, empty = buffer.line, True
                     for line, element in iter_array(buffer):
+                        empty = False
                         yield "item", key, line, element
+                    if empty:  # still says what the document is (`{"data": []}`)
+                        yield "member", key, start, []
                 else:
                     line, value = buffer.value()
                     yield "member", key, line, value

@@ -96,6 +96,53 @@ def test_claude_local_and_remote_rows_are_summed(org_a, tmp_path):
     assert row.extras["commits"] == 2
 
 
+def test_claude_local_and_remote_rows_add_up_per_model(org_a, tmp_path):
+    def record(remote, models):
+        entry = claude_record(remote=remote)
+        entry["model_breakdown"] = [
+            {"model": name, "tokens": {"input": tokens, "output": 1}} for name, tokens in models
+        ]
+        return entry
+
+    local = record(False, [("claude-sonnet-5", 100), ("claude-haiku-5", 7)])
+    remote = record(True, [("claude-sonnet-5", 100)])  # the same entry, from the other half
+    run = ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([local, remote])))
+    assert run.status == "succeeded", run.message
+    (row,) = rows(org_a)
+    assert row.extras["tokens"]["input"] == 207
+    by_model = {m["model"]: (m["input"], m["output"]) for m in row.extras["by_model"]}
+    assert by_model == {"claude-sonnet-5": (200, 2), "claude-haiku-5": (7, 1)}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt"),
+    [
+        (
+            "claude-empty.json",
+            '{\n  "data": [],\n  "has_more": false,\n  "next_page": null\n}\n',
+            "claude_code",
+        ),
+        ("seats-empty.json", '{\n  "total_seats": 0,\n  "seats": [\n  ]\n}\n', "copilot_seats"),
+    ],
+)
+def test_an_empty_export_written_over_several_lines_is_read(org_a, tmp_path, name, text, fmt):
+    run = ingest(org_a, write(tmp_path, name, text))
+    assert run.status == "succeeded", run.message
+    assert (run.detected_format, run.rows_total) == (fmt, 0)
+
+
+def test_csv_line_numbers_count_blank_lines_before_the_header(org_a, tmp_path):
+    text = (
+        "\n\n"
+        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+        "2026-04-01,cursor,mona,,10,5,40,2\n"
+        "2026-04-01,cursor,hubot,,-1,0,0,0\n"
+    )
+    run = ingest(org_a, write(tmp_path, "daily.csv", text))
+    assert run.status == "failed"
+    assert [e["line"] for e in run.errors] == [5]
+
+
 def test_claude_api_actor_becomes_a_key_identity(org_a, tmp_path):
     record = claude_record()
     record["actor"] = {"type": "api_actor", "api_key_name": "ci-bot"}
