@@ -41,7 +41,7 @@ from django.db import connection
 from django.utils import timezone
 
 from metrics.models import CopilotSeat, DeveloperIdentity, DeveloperTeam, MetricIngestionRun
-from metrics.parsers import MetricRow, Rejected, SeatRow, TeamRow
+from metrics.parsers import MetricRow, Refused, Rejected, SeatRow, TeamRow
 from metrics.parsers.records import MAX_COUNT
 
 logger = logging.getLogger(__name__)
@@ -415,6 +415,8 @@ class Ingest:
         self.identity_numbers: dict[uuid.UUID, int] = {}
         self.tool_numbers: dict[str, int] = {}
         self.seats: dict[uuid.UUID, SeatRow] = {}
+        # The Copilot report the run's rows come from (`MetricRow.scope`); None: no row yet.
+        self.scope: str | None = None
         self.saw_seats = False
         self.file = ""
         self._last_progress = 0.0
@@ -497,6 +499,17 @@ class Ingest:
         return (number << 40) | (row.date.toordinal() << 16) | tool
 
     def _metric(self, row: MetricRow) -> None:
+        if row.scope != self.scope:
+            if self.scope is None:
+                self.scope = row.scope
+            else:
+                unnamed = "one names no organisation"
+                raise Refused(
+                    f"These files come from two Copilot reports ({self.scope or unnamed} and "
+                    f"{row.scope or unnamed}). A developer's usage counts in full in each "
+                    "organisation they belong to, so adding the reports up would count it "
+                    "twice. Upload each report on its own (the parts of one report together)."
+                )
         pk = self.identities.for_row(row)
         if isinstance(pk, str):
             self.reject(row.line, pk)

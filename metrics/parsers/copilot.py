@@ -197,7 +197,16 @@ def user_row(line: int, record: dict) -> MetricRow:
         extras=_extras(record),
         login=login,
         github_id=user_id,
+        scope=_scope(record),
     )
+
+
+def _scope(record: dict) -> str:
+    for key, label in (("organization_id", "organisation"), ("enterprise_id", "enterprise")):
+        value = record.get(key)
+        if value not in (None, ""):
+            return f"GitHub {label} {str(value)[:50]}"
+    return ""
 
 
 def team_row(line: int, record: dict) -> TeamRow:

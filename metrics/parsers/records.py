@@ -33,6 +33,9 @@ class MetricRow:
     email: str = ""
     api_key_name: str = ""
     name: str = ""
+    # The GitHub organisation or enterprise a Copilot report covers ("org 123"): one person's
+    # usage counts in full in each, so two of them must never be summed.
+    scope: str = ""
 
 
 @dataclass(slots=True)

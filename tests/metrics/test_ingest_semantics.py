@@ -46,6 +46,32 @@ def test_same_file_twice_changes_nothing_and_says_so(org_a, tmp_path):
     assert all(r.ingestion_run_id == first.pk for r in rows(org_a))
 
 
+def test_reports_of_two_github_organisations_are_not_added_up(org_a, tmp_path):
+    # One person's usage counts in full in each organisation they belong to.
+    paths = [
+        write(tmp_path, f"{org}.ndjson", ndjson([copilot_record(organization_id=org)]))
+        for org in ("111", "222")
+    ]
+    run = ingest(org_a, *paths)
+    assert run.status == "failed"
+    assert "two Copilot reports (GitHub organisation 111 and GitHub organisation 222)" in (
+        run.message
+    )
+    assert rows(org_a) == []
+    # Each on its own: the second replaces the first, nothing is doubled.
+    for path in paths:
+        assert ingest(org_a, path).status == "succeeded"
+    assert [r.suggestions for r in rows(org_a)] == [10]
+    # The parts of one organisation's report are still added up.
+    parts = [
+        write(tmp_path, f"part{n}.ndjson", ndjson([copilot_record(organization_id="111", day=d)]))
+        for n, d in ((1, "2026-04-02"), (2, "2026-04-02"))
+    ]
+    parts[1].write_text(parts[1].read_text().replace('"loc_added_sum": 30', '"loc_added_sum": 31'))
+    assert ingest(org_a, *parts).status == "succeeded"
+    assert [r.suggestions for r in rows(org_a, date="2026-04-02")] == [20]
+
+
 # Transactional: the command finds the organisation through the service connection.
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
 def test_the_same_file_twice_in_one_run_is_refused(org_a, tmp_path):
