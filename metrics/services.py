@@ -345,19 +345,27 @@ def _describe(run, outcome) -> str:
 
 def runs_sweep() -> int:
     """Runs stuck in processing (the worker died mid-way; its transaction rolled back) are
-    failed with a message, so nobody waits on a progress bar for ever."""
+    failed with a message, so nobody waits on a progress bar for ever, and their uploaded
+    files deleted (the redelivered job finds the run claimed and leaves them)."""
     cutoff = timezone.now() - 2 * outbox.lease_for("ingest")
     # A system job across organisations: the service connection, as reliability.md says.
-    stuck = Run.all_objects.using("service").filter(
-        status=Run.Status.PROCESSING, started_at__lt=cutoff
-    )
-    return stuck.update(
-        status=Run.Status.FAILED,
-        finished_at=timezone.now(),
-        message="The worker stopped while processing this upload; nothing was stored. "
-        "Upload it again.",
-        updated_at=timezone.now(),
-    )
+    runs = Run.all_objects.using("service")
+    with transaction.atomic(using="service"):
+        stuck = list(
+            runs.select_for_update(skip_locked=True)
+            .filter(status=Run.Status.PROCESSING, started_at__lt=cutoff)
+            .values_list("pk", "files")
+        )
+        runs.filter(pk__in=[pk for pk, _files in stuck]).update(
+            status=Run.Status.FAILED,
+            finished_at=timezone.now(),
+            message="The worker stopped while processing this upload; nothing was stored. "
+            "Upload it again.",
+            updated_at=timezone.now(),
+        )
+    for _pk, files in stuck:
+        files_discard(files)
+    return len(stuck)
 
 
 # --- identities --------------------------------------------------------------------------------
