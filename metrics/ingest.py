@@ -753,7 +753,9 @@ class Ingest:
                         values[10:14],
                         *values[14:],
                     )
-                    after = [min(MAX_COUNT, a + b) for a, b in zip(before, added, strict=True)]
+                    # int: the sums come back as numeric (Decimal), and one array must hold
+                    # values of one type.
+                    after = [int(min(MAX_COUNT, a + b)) for a, b in zip(before, added, strict=True)]
                     extras = json.loads(extras_text)
                     total = extras
                     for text in extras_list:
@@ -765,7 +767,7 @@ class Ingest:
                         and after == earlier
                         and total == json.loads(earlier_extras)
                     ):
-                        changed.append((pk, *after, earlier_extras, earlier_run, earlier_at))
+                        changed.append((pk, *after, earlier_extras, str(earlier_run), earlier_at))
                         self.outcome.rows_replaced -= 1
                         self.outcome.rows_unchanged += 1
                         continue

@@ -499,8 +499,6 @@ def identity_merge(*, actor, org, keep: DeveloperIdentity, other: DeveloperIdent
         problem = _merge(keep_id=keep.pk, other_id=other.pk)
         if problem:
             raise ValidationError(problem[0].upper() + problem[1:] + ".")
-        # The kept identity may have gained an address that participants have.
-        participants_link()
         audit(
             org_id=org.id,
             actor=actor,

@@ -83,7 +83,10 @@ def test_a_report_in_parts_uploaded_again_changes_nothing(org_a, tmp_path, monke
         monkeypatch.setattr(ingest_module, "BATCH", 2)
         monkeypatch.setattr(ingest_module.Ingest, "FOLD_EVERY", 4)
     part1 = [copilot_record(f"dev{i}", _day(1)) for i in range(5)]
-    part2 = [copilot_record("dev0", _day(1), code_generation_activity_count=3)]
+    part2 = [
+        copilot_record("dev0", _day(1), code_generation_activity_count=3),
+        copilot_record("dev1", _day(1), code_generation_activity_count=3),
+    ]
     paths = (
         write(tmp_path, "p1.ndjson", ndjson(part1)),
         write(tmp_path, "p2.ndjson", ndjson(part2)),
@@ -98,12 +101,16 @@ def test_a_report_in_parts_uploaded_again_changes_nothing(org_a, tmp_path, monke
     assert {(r.pk, r.ingestion_run_id, r.suggestions, r.updated_at) for r in rows(org_a)} == stored
     assert all(r.ingestion_run_id == first.pk for r in rows(org_a))
     assert_rollups_exact(org_a)
-    # A second part that differs is a revision of dev0's day.
-    part2[0]["code_generation_activity_count"] = 4
+    # A second part that differs for dev1 only: dev1's day is revised, dev0's put back (both
+    # written by one statement).
+    part2[1]["code_generation_activity_count"] = 4
     revised = ingest(org_a, paths[0], write(tmp_path, "p2-revised.ndjson", ndjson(part2)))
+    assert revised.status == "succeeded", revised.message
     assert (revised.rows_new, revised.rows_replaced, revised.rows_unchanged) == (0, 1, 4)
     (dev0,) = rows(org_a, developer_identity__github_login="dev0")
-    assert (dev0.suggestions, dev0.ingestion_run_id) == (14, revised.pk)
+    assert (dev0.suggestions, dev0.ingestion_run_id) == (13, first.pk)
+    (dev1,) = rows(org_a, developer_identity__github_login="dev1")
+    assert (dev1.suggestions, dev1.ingestion_run_id) == (14, revised.pk)
     assert_rollups_exact(org_a)
 
 
