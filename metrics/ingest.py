@@ -415,8 +415,10 @@ class Ingest:
         self.identity_numbers: dict[uuid.UUID, int] = {}
         self.tool_numbers: dict[str, int] = {}
         self.seats: dict[uuid.UUID, SeatRow] = {}
-        # The Copilot report the run's rows come from (`MetricRow.scope`); None: no row yet.
-        self.scope: str | None = None
+        # The GitHub organisation and enterprise the run's Copilot rows come from (see
+        # `_check_scope`), and the last row's scope (checked once per change).
+        self.scopes: dict[str, str] = {}
+        self.last_scope: tuple = ()
         self.saw_seats = False
         self.file = ""
         self._last_progress = 0.0
@@ -499,17 +501,8 @@ class Ingest:
         return (number << 40) | (row.date.toordinal() << 16) | tool
 
     def _metric(self, row: MetricRow) -> None:
-        if row.scope != self.scope:
-            if self.scope is None:
-                self.scope = row.scope
-            else:
-                unnamed = "one names no organisation"
-                raise Refused(
-                    f"These files come from two Copilot reports ({self.scope or unnamed} and "
-                    f"{row.scope or unnamed}). A developer's usage counts in full in each "
-                    "organisation they belong to, so adding the reports up would count it "
-                    "twice. Upload each report on its own (the parts of one report together)."
-                )
+        if row.scope != self.last_scope:  # the same as the last record's, nearly always
+            self._check_scope(row.scope)
         pk = self.identities.for_row(row)
         if isinstance(pk, str):
             self.reject(row.line, pk)
@@ -551,6 +544,22 @@ class Ingest:
             self.writer.submit(_copy_job(self.repeats_stage, "".join(self.repeats)))
             self.repeated += len(self.repeats)
             self.repeats = []
+
+    def _check_scope(self, scope: tuple) -> None:
+        """All the run's Copilot records come from one organisation's (or enterprise's) report:
+        the parts of one report are summed, two reports must not be (a developer's usage
+        counts in full in each organisation they belong to). A record that does not say is
+        taken to belong."""
+        for kind, value in scope:
+            known = self.scopes.setdefault(kind, value)
+            if known != value:
+                raise Refused(
+                    f"These files come from the Copilot reports of two GitHub {kind}s ({known} "
+                    f"and {value}). A developer's usage counts in full in each organisation "
+                    "they belong to, so adding the reports up would count it twice. Upload "
+                    "each report on its own (the parts of one report together)."
+                )
+        self.last_scope = scope
 
     def _seat(self, row: SeatRow) -> None:
         self.saw_seats = True

@@ -201,12 +201,12 @@ def user_row(line: int, record: dict) -> MetricRow:
     )
 
 
-def _scope(record: dict) -> str:
-    for key, label in (("organization_id", "organisation"), ("enterprise_id", "enterprise")):
-        value = record.get(key)
-        if value not in (None, ""):
-            return f"GitHub {label} {str(value)[:50]}"
-    return ""
+def _scope(record: dict) -> tuple:
+    return tuple(
+        (label, str(value)[:50])
+        for key, label in (("organization_id", "organisation"), ("enterprise_id", "enterprise"))
+        if (value := record.get(key)) not in (None, "")
+    )
 
 
 def team_row(line: int, record: dict) -> TeamRow:

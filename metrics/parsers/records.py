@@ -33,9 +33,10 @@ class MetricRow:
     email: str = ""
     api_key_name: str = ""
     name: str = ""
-    # The GitHub organisation or enterprise a Copilot report covers ("org 123"): one person's
-    # usage counts in full in each, so two of them must never be summed.
-    scope: str = ""
+    # The GitHub organisation and enterprise a Copilot record names, as far as it names them
+    # (("organisation", "123"), ("enterprise", "9")): one person's usage counts in full in
+    # each organisation, so two organisations' reports must never be summed.
+    scope: tuple = ()
 
 
 @dataclass(slots=True)

@@ -54,18 +54,20 @@ def test_reports_of_two_github_organisations_are_not_added_up(org_a, tmp_path):
     ]
     run = ingest(org_a, *paths)
     assert run.status == "failed"
-    assert "two Copilot reports (GitHub organisation 111 and GitHub organisation 222)" in (
-        run.message
-    )
+    assert "the Copilot reports of two GitHub organisations (111 and 222)" in run.message
     assert rows(org_a) == []
     # Each on its own: the second replaces the first, nothing is doubled.
     for path in paths:
         assert ingest(org_a, path).status == "succeeded"
     assert [r.suggestions for r in rows(org_a)] == [10]
     # The parts of one organisation's report are still added up.
+    # (A record that names no organisation, or only the enterprise, is taken to belong.)
     parts = [
-        write(tmp_path, f"part{n}.ndjson", ndjson([copilot_record(organization_id="111", day=d)]))
-        for n, d in ((1, "2026-04-02"), (2, "2026-04-02"))
+        write(tmp_path, f"part{n}.ndjson", ndjson([copilot_record(day="2026-04-02", **ids)]))
+        for n, ids in (
+            (1, {"organization_id": "111", "enterprise_id": "9"}),
+            (2, {"enterprise_id": "9"}),
+        )
     ]
     parts[1].write_text(parts[1].read_text().replace('"loc_added_sum": 30', '"loc_added_sum": 31'))
     assert ingest(org_a, *parts).status == "succeeded"
