@@ -284,6 +284,12 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
         return {"charts": [], "kpis": None, "tools": tools_seen, "hidden": [tool_label(f.tool)]}
     adoption = [(t, n) for t, n in adoption if t not in hidden]
     shown = [f.tool] if f.tool else [t for t in tools_seen if t not in hidden]
+    if hidden and not f.tool:
+        # Nor are the left-out tools' developers counted as active (all tools less the others
+        # would give their days).
+        active_daily, active_weekly, everyone = _active_without(
+            params | {"hidden": hidden}, whole_used, cut_used
+        )
     by_day = defaultdict(lambda: [0, 0, 0, 0])
     by_day_tool = {}
     for day, tool, _active, s, a, c, sess in per_day_tool:
@@ -357,6 +363,41 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
         "tools": tools_seen,
         "hidden": [tool_label(t) for t in hidden],
     }
+
+
+def _active_without(params: dict, whole_used: str, cut_used: str) -> tuple[dict, dict, int]:
+    """Active developers per day and week, and in all, leaving out the tools of
+    `%(hidden)s`: (per day, per week, everyone)."""
+    rows = _rows(
+        f"""
+        WITH used AS MATERIALIZED (
+            SELECT developer, week, bit_or(days) AS days
+            FROM (
+                SELECT developer, week, tool, days FROM ({whole_used}) w
+                UNION ALL
+                SELECT developer, week, tool, days FROM ({cut_used}) c
+            ) r
+            WHERE tool <> ALL(%(hidden)s::text[])
+            GROUP BY developer, week
+        )
+        SELECT week, days, count(*) FROM used GROUP BY week, days
+        UNION ALL
+        SELECT NULL, NULL, count(DISTINCT developer) FROM used
+        """,
+        params,
+    )
+    daily: dict = defaultdict(int)
+    weekly: dict = defaultdict(int)
+    everyone = 0
+    for week, days, n in rows:
+        if week is None:
+            everyone = n
+            continue
+        weekly[week] += n
+        for k in range(7):
+            if days & (1 << k):
+                daily[week + dt.timedelta(days=k)] += n
+    return daily, weekly, everyone
 
 
 # --- developers (admins) -----------------------------------------------------------------------
@@ -657,9 +698,17 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
     return members
 
 
-def cohorts(org_id, f: Filters, *, by: str) -> dict:
+def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     """Cohorts side by side, week by week: developers, active share and acceptances per
-    active developer. A cohort of fewer than five developers is not broken down."""
+    active developer. A cohort of fewer than five developers is not broken down. For a
+    viewer who may not see people, neither is a tool fewer than five used in the range (as
+    in `overview`): any cohort's figures for it would be those few people's."""
+    if not people and f.tool:
+        users = _rows(
+            f"SELECT count(*) FROM {_developer_totals(f, 'suggestions')} r", _params(org_id, f)
+        )[0][0]
+        if users < SMALL_COHORT:
+            return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
     members = cohort_members(org_id, f, by=by)
     order = [name for name in TIERS if members.get(name)] if by == "tier" else sorted(members)
     shown = broken_down(

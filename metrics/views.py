@@ -90,7 +90,9 @@ def cohorts(request):
     by = request.GET.get("by", "team")
     if by not in ("team", "adoption", "tier"):
         by = "team"
-    data = selectors.cohorts(request.org.id, f, by=by)
+    data = selectors.cohorts(
+        request.org.id, f, by=by, people=request.user.has_perm(PEOPLE, request.org)
+    )
     if "csv" in request.GET:
         return _chart_csv(request, data["charts"], f"cohorts-{by}")
     return _page(

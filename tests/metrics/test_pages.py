@@ -87,10 +87,27 @@ def test_a_tool_fewer_than_five_used_is_left_out_for_members(
     adoption = next(c for c in everything.context["charts"] if c.id == "adoption")
     assert [row[0] for row in adoption.rows] == ["GitHub Copilot"]
     assert "Left out of these figures: Claude Code" in everything.content.decode()
+    # Nor are its developer's active days counted (all tools less Copilot would give them).
+    assert everything.context["kpis"]["developers"] == 6
+    active = next(c for c in everything.context["charts"] if c.id == "active")
+    assert dict(active.rows)["2026-04-02"] == 6
+    weekly = next(c for c in everything.context["charts"] if c.id == "weekly")
+    assert [n for _week, n in weekly.rows] == [6]
+    # Nor are cohorts broken down for it.
+    cohorts = member.get(url("cohorts", org_a), {"by": "adoption", "tool": "claude_code"})
+    assert cohorts.context["cohorts"] == []
+    assert "Fewer than 5 developers used Claude Code" in cohorts.content.decode()
     # Admins and owners see everything.
-    admin = client_for(dave).get(url("overview", org_a))
+    admin_client = client_for(dave)
+    admin = admin_client.get(url("overview", org_a))
     assert admin.context["kpis"]["suggestions"] == copilot + 8
+    assert admin.context["kpis"]["developers"] == 7
+    assert (
+        dict(next(c for c in admin.context["charts"] if c.id == "active").rows)["2026-04-02"] == 7
+    )
     assert admin.context["hidden"] == []
+    cohorts = admin_client.get(url("cohorts", org_a), {"by": "adoption", "tool": "claude_code"})
+    assert [c["name"] for c in cohorts.context["cohorts"]] == ["2026-04"]
 
 
 @pytest.mark.parametrize(
