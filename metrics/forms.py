@@ -107,11 +107,16 @@ class FilterForm(forms.Form):
         if self.is_bound:
             self.is_valid()  # `cleaned_data` then holds the fields that passed, and only them
             data = self.cleaned_data
-        start = data.get("start") or default_start
-        end = data.get("end") or default_end
+        start, end = data.get("start"), data.get("end")
+        span = default_end - default_start
+        # One end given: the default range's length from it.
+        if end is None:
+            end = default_end if start is None or start <= default_end else start + span
+        if start is None:
+            start = end - span
         if start > end:
             start, end = end, start
-            self.notices.append("The start came after the end: the two are swapped.")
+            self.notices.append("“From” came after “To”: the two are swapped.")
         if (end - start).days >= MAX_RANGE_DAYS:
             start = end - dt.timedelta(days=MAX_RANGE_DAYS - 1)
             self.notices.append(

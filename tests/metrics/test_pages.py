@@ -139,8 +139,26 @@ def test_a_bad_field_leaves_the_good_ones_applied(client_for, alice, org_a, tmp_
         url("overview", org_a), {"start": "2026-04-0a", "end": "2026-04-02", "tool": "copilot"}
     )
     f = response.context["f"]
-    assert (str(f.start), str(f.end), f.tool) == ("2026-03-07", "2026-04-02", "copilot")
+    assert (str(f.start), str(f.end), f.tool) == ("2026-03-06", "2026-04-02", "copilot")
     assert "“From”: Enter a valid date." in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("params", "shown"),
+    [
+        ({"end": "2026-01-31"}, ("2026-01-04", "2026-01-31")),
+        ({"start": "2026-01-01"}, ("2026-01-01", "2026-04-03")),
+        ({"start": "2026-05-01"}, ("2026-05-01", "2026-05-28")),
+        ({"start": "2026-04-02", "end": "2026-04-01"}, ("2026-04-01", "2026-04-02")),
+    ],
+)
+def test_one_end_of_the_range_given(client_for, alice, org_a, tmp_path, params, shown):
+    load(org_a, tmp_path)  # data up to 2026-04-03: the default is the 28 days to it
+    response = client_for(alice).get(url("overview", org_a), params)
+    f = response.context["f"]
+    assert (str(f.start), str(f.end)) == shown
+    swapped = "“From” came after “To”" in response.content.decode()
+    assert swapped == (len(params) == 2)
 
 
 def test_a_range_longer_than_a_year_is_cut_and_says_so(client_for, alice, org_a, tmp_path):
