@@ -151,13 +151,18 @@ class Identities:
         self.logins: dict[uuid.UUID, str] = {}
         self.emails: dict[uuid.UUID, str] = {}
         self.github_ids: dict[uuid.UUID, int] = {}
+        # Former identifiers (lower-cased; a renamed login among them): an older file that
+        # still names one is not a rename back.
+        self.former: dict[uuid.UUID, set[str]] = {}
         self.pending: list[DeveloperIdentity] = []
         self.created = 0
         rows = DeveloperIdentity.objects.values_list(
-            "id", "github_login", "github_user_id", "email", "api_key_name"
+            "id", "github_login", "github_user_id", "email", "api_key_name", "aliases"
         )
-        for pk, login, github_id, email, key in rows.iterator(chunk_size=5000):
+        for pk, login, github_id, email, key, aliases in rows.iterator(chunk_size=5000):
             self._index(pk, login, github_id, email, key)
+            if aliases:
+                self.former[pk] = {str(alias).lower() for alias in aliases}
 
     def _index(self, pk, login, github_id, email, key):
         if login:
@@ -225,6 +230,8 @@ class Identities:
             github_login=login, aliases=aliases, updated_at=timezone.now()
         )
         self._index(pk, login, None, None, None)
+        if old:
+            self.former.setdefault(pk, set()).add(old.lower())
         return pk
 
     def github(self, login: str, github_id: int | None) -> uuid.UUID | str:
@@ -232,7 +239,12 @@ class Identities:
         if github_id is not None:
             pk = self.by_github_id.get(github_id)
             if pk is not None:
-                if login and login.lower() != self.logins.get(pk, "").lower():
+                lowered = login.lower()
+                if (
+                    login
+                    and lowered != self.logins.get(pk, "").lower()
+                    and lowered not in self.former.get(pk, ())
+                ):
                     return self._renamed(pk, login)
                 return pk
         if login:

@@ -213,6 +213,13 @@ def test_a_renamed_github_user_keeps_one_identity_under_the_new_login(org_a, tmp
         assert (identity.github_login, identity.github_user_id) == ("mona-lisa", 7)
         assert identity.aliases == ["mona"]
         assert identity.daily_metrics.count() == 2
+    # An older file, loaded later, still says "mona": not a rename back.
+    older = copilot_record("mona", user_id=7, day="2026-03-31")
+    assert ingest(org_a, write(tmp_path, "c.ndjson", ndjson([older]))).status == "succeeded"
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert identity.github_login == "mona-lisa"
+        assert identity.daily_metrics.count() == 3
 
 
 def test_a_login_that_comes_with_another_github_id_is_a_conflict(org_a, tmp_path):
