@@ -199,7 +199,8 @@ class Identities:
             self.pending = []
 
     def _fill(self, pk, **fields) -> None:
-        """Give an existing identity an identifier it lacked (login seen with its id …)."""
+        """Write identifiers of an existing identity: one it lacked (a login seen with its id
+        …), or its new login after a rename (`_renamed`)."""
         self.flush()
         self.before_write()
         DeveloperIdentity.objects.filter(pk=pk).update(**fields, updated_at=timezone.now())
@@ -226,10 +227,7 @@ class Identities:
         aliases = DeveloperIdentity.objects.filter(pk=pk).values_list("aliases", flat=True)[0]
         if old and old not in aliases:
             aliases = [*aliases, old]
-        DeveloperIdentity.objects.filter(pk=pk).update(
-            github_login=login, aliases=aliases, updated_at=timezone.now()
-        )
-        self._index(pk, login, None, None, None)
+        self._fill(pk, github_login=login, aliases=aliases)
         if old:
             self.former.setdefault(pk, set()).add(old.lower())
         return pk

@@ -269,10 +269,7 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
     everyone = 0
     for kind, week, days, tool, n in active:
         if kind == 0:
-            active_weekly[week] += n
-            for k in range(7):
-                if days & (1 << k):
-                    active_daily[week + dt.timedelta(days=k)] += n
+            _count_active(active_daily, active_weekly, week, days, n)
         elif kind == 1:
             adoption.append((tool, n))
         else:
@@ -392,12 +389,17 @@ def _active_without(params: dict, whole_used: str, cut_used: str) -> tuple[dict,
     for week, days, n in rows:
         if week is None:
             everyone = n
-            continue
-        weekly[week] += n
-        for k in range(7):
-            if days & (1 << k):
-                daily[week + dt.timedelta(days=k)] += n
+        else:
+            _count_active(daily, weekly, week, days, n)
     return daily, weekly, everyone
+
+
+def _count_active(daily: dict, weekly: dict, week, days: int, n: int) -> None:
+    """Add `n` developers active on the days of mask `days` of `week` (Monday = bit 0)."""
+    weekly[week] += n
+    for k in range(7):
+        if days & (1 << k):
+            daily[week + dt.timedelta(days=k)] += n
 
 
 # --- developers (admins) -----------------------------------------------------------------------
