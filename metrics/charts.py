@@ -15,6 +15,9 @@ from django.utils.html import format_html_join
 WIDTH, HEIGHT = 720, 220
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 36, 12, 28
 SERIES_CLASSES = 8  # .chart-s0 … .chart-s7 in metrics-charts.css
+# A value of None is no figure (held back, or nothing to divide by): a gap in a line, no bar,
+# this in the table and an empty cell in the CSV.
+NO_FIGURE = "—"
 
 
 @dataclass
@@ -43,7 +46,9 @@ class Chart:
                 (
                     localize(row[0]),
                     format_html_join(
-                        "", '<td class="text-end">{}</td>', ((localize(v),) for v in row[1:])
+                        "",
+                        '<td class="text-end">{}</td>',
+                        ((NO_FIGURE if v is None else localize(v),) for v in row[1:]),
                     ),
                 )
                 for row in self.rows
@@ -95,8 +100,12 @@ def _frame(chart: Chart, top: float) -> dict:
     }
 
 
-def _values(chart: Chart) -> list[list[float]]:
-    return [[float(v or 0) for v in row[1:]] for row in chart.rows]
+def _values(chart: Chart) -> list[list[float | None]]:
+    return [[None if v is None else float(v) for v in row[1:]] for row in chart.rows]
+
+
+def _top(values: list[list[float | None]]) -> float:
+    return _nice_max(max((v for row in values for v in row if v is not None), default=0))
 
 
 def _x_labels(chart: Chart, xs: list[float]) -> list[dict]:
@@ -107,7 +116,7 @@ def _x_labels(chart: Chart, xs: list[float]) -> list[dict]:
 
 def _line(chart: Chart) -> dict:
     values = _values(chart)
-    top = _nice_max(max((max(v) for v in values if v), default=0))
+    top = _top(values)
     frame = _frame(chart, top)
     n = len(values)
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
@@ -115,17 +124,35 @@ def _line(chart: Chart) -> dict:
     xs = [PAD_LEFT + (plot_w * i / (n - 1) if n > 1 else plot_w / 2) for i in range(n)]
     lines = []
     for s, info in enumerate(chart.series):
-        points = " ".join(
-            f"{xs[i]:.1f},{PAD_TOP + plot_h - plot_h * values[i][s] / top:.1f}" for i in range(n)
+        # Runs of points with a figure, each its own polyline: no figure is a gap, not a 0.
+        # A point with no neighbour is drawn as a dot (a polyline of one point is invisible).
+        runs: list[list[tuple[float, float]]] = [[]]
+        for i in range(n):
+            value = values[i][s]
+            if value is None:
+                runs.append([])
+            else:
+                runs[-1].append((xs[i], PAD_TOP + plot_h - plot_h * value / top))
+        lines.append(
+            {
+                **info,
+                "segments": [
+                    " ".join(f"{x:.1f},{y:.1f}" for x, y in run) for run in runs if len(run) > 1
+                ],
+                "dots": [
+                    {"x": round(run[0][0], 1), "y": round(run[0][1], 1)}
+                    for run in runs
+                    if len(run) == 1
+                ],
+            }
         )
-        lines.append({"points": points, **info, "single": n == 1})
     frame.update(kind="line", lines=lines, xlabels=_x_labels(chart, xs), empty=n == 0)
     return frame
 
 
 def _bars(chart: Chart) -> dict:
     values = _values(chart)
-    top = _nice_max(max((max(v) for v in values if v), default=0))
+    top = _top(values)
     frame = _frame(chart, top)
     n = max(1, len(values))
     k = max(1, len(chart.columns) - 1)
@@ -138,6 +165,8 @@ def _bars(chart: Chart) -> dict:
         x0 = PAD_LEFT + group * i + group * 0.1
         xs.append(x0 + group * 0.4)
         for s, value in enumerate(row):
+            if value is None:
+                continue
             h = plot_h * value / top
             bars.append(
                 {

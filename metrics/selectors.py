@@ -104,8 +104,9 @@ def _params(org_id, f: Filters) -> dict:
     }
 
 
-def _rate(acceptances, suggestions) -> float:
-    return round(100 * acceptances / suggestions, 1) if suggestions else 0.0
+def _rate(acceptances, suggestions) -> float | None:
+    """Acceptances as a percentage of suggestions; None (no figure, not 0 %) without any."""
+    return round(100 * acceptances / suggestions, 1) if suggestions else None
 
 
 # --- the weekly rollups ------------------------------------------------------------------------
@@ -704,7 +705,8 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     """Cohorts side by side, week by week: developers, active share and acceptances per
     active developer. A cohort of fewer than five developers is not broken down. For a
     viewer who may not see people, neither is a tool fewer than five used in the range (as
-    in `overview`): any cohort's figures for it would be those few people's."""
+    in `overview`): any cohort's figures for it would be those few people's; nor a week's
+    acceptances per active developer when fewer than five of the cohort were active."""
     if not people and f.tool:
         users = _rows(
             f"SELECT count(*) FROM {_developer_totals(f, 'suggestions')} r", _params(org_id, f)
@@ -748,11 +750,10 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
     table = []
     for name in order:
-        people = members[name]
-        small = len(people) < SMALL_COHORT
+        small = len(members[name]) < SMALL_COHORT
         row = {
             "name": name,
-            "size": len(people),
+            "size": len(members[name]),
             "suppressed": name not in shown,
             "small": small,
             "weeks": [],
@@ -764,8 +765,14 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
                 row["weeks"].append(
                     {
                         "week": week,
-                        "active_share": round(100 * n_active / len(people), 1),
-                        "per_active": round(total / n_active, 1) if n_active else 0,
+                        "active_share": round(100 * n_active / len(members[name]), 1),
+                        # No figure with nobody active; nor, for a viewer who may not see
+                        # people, with fewer than five: it would be those few's acceptances.
+                        "per_active": (
+                            round(total / n_active, 1)
+                            if n_active and (people or n_active >= SMALL_COHORT)
+                            else None
+                        ),
                     }
                 )
         table.append(row)
@@ -790,7 +797,12 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         ],
     ).render()
     # Nothing to draw when every cohort is held back.
-    return {"cohorts": table, "charts": [chart, chart2] if shown else [], "weeks": weeks}
+    return {
+        "cohorts": table,
+        "charts": [chart, chart2] if shown else [],
+        "weeks": weeks,
+        "few_active_held_back": not people,
+    }
 
 
 # --- identities ----------------------------------------------------------------------------------

@@ -245,6 +245,73 @@ def test_small_cohorts_are_not_broken_down(client_for, bob, org_a, tmp_path):
     assert "would give away those of the small cohorts" in body
 
 
+def test_a_week_with_fewer_than_five_active_gives_members_no_per_developer_figure(
+    client_for, bob, dave, org_a, tmp_path
+):
+    """A team of six with two active in a week: their acceptances per active developer would
+    be those two's. Members get a gap (table and chart); admins, who see people, the figure."""
+    records = [
+        copilot_record(f"dev{i}", day="2026-04-01", code_acceptance_activity_count=3 + i)
+        for i in range(2)
+    ] + [copilot_record(f"dev{i}", day="2026-04-07") for i in range(6)]
+    assert ingest(org_a, write(tmp_path, "weeks.ndjson", ndjson(records))).status == "succeeded"
+    mapping = "github_login,email,name,team\n" + "".join(f"dev{i},,,web\n" for i in range(6))
+    assert ingest(org_a, write(tmp_path, "map.csv", mapping)).status == "succeeded"
+    query = {"by": "team", "start": "2026-03-30", "end": "2026-04-12"}
+
+    member = client_for(bob).get(url("cohorts", org_a), query)
+    (web,) = member.context["cohorts"]
+    assert [(w["active_share"], w["per_active"]) for w in web["weeks"]] == [
+        (33.3, None),
+        (100.0, 4.0),
+    ]
+    per_active = member.context["charts"][1]
+    assert [row[1] for row in per_active.rows] == [None, 4.0]
+    # One week with a figure, next to one without: a dot, not a line down to 0.
+    (line,) = per_active.svg["lines"]
+    assert (line["segments"], len(line["dots"])) == ([], 1)
+    body = member.content.decode()
+    assert "33.3% · —" in body
+    assert "fewer than 5 of the cohort were active" in body
+    csv = client_for(bob).get(url("cohorts", org_a), {**query, "csv": "accepted"})
+    assert csv.content.decode().splitlines()[1:] == ["2026-03-30,", "2026-04-06,4.0"]
+
+    admin = client_for(dave).get(url("cohorts", org_a), query)
+    (web,) = admin.context["cohorts"]
+    assert [w["per_active"] for w in web["weeks"]] == [3.5, 4.0]
+    assert "fewer than 5 of the cohort were active" not in admin.content.decode()
+
+
+def test_a_line_chart_leaves_a_gap_where_there_is_no_figure():
+    from metrics.charts import Chart
+
+    chart = Chart(
+        "t", "T", ["Day", "Rate (%)"], [["a", 10], ["b", None], ["c", 20], ["d", 40]]
+    ).render()
+    (line,) = chart.svg["lines"]
+    assert len(line["segments"]) == 1
+    assert len(line["segments"][0].split()) == 2  # c and d joined; a on its own
+    assert len(line["dots"]) == 1
+    assert '<td class="text-end">—</td>' in str(chart.table_body)
+    bars = Chart("b", "B", ["Day", "n"], [["a", 1], ["b", None]], kind="bar").render()
+    assert len(bars.svg["bars"]) == 1
+
+
+def test_a_day_without_suggestions_has_no_acceptance_rate(client_for, bob, org_a, tmp_path):
+    load(org_a, tmp_path)  # 2026-04-01 to 2026-04-03
+    response = client_for(bob).get(
+        url("overview", org_a), {"start": "2026-03-31", "end": "2026-04-01"}
+    )
+    rate = next(c for c in response.context["charts"] if c.id == "rate")
+    assert rate.rows[0] == ["2026-03-31", None]
+    assert rate.rows[1][1] == pytest.approx(40.0, abs=20)
+    empty = client_for(bob).get(
+        url("overview", org_a), {"start": "2026-03-01", "end": "2026-03-02"}
+    )
+    assert empty.context["kpis"]["rate"] is None
+    assert "—</dd>" in empty.content.decode()
+
+
 @pytest.mark.parametrize(
     ("sizes", "counted", "shown"),
     [
