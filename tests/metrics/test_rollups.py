@@ -595,8 +595,8 @@ def daily_rows(org) -> list[DailyDeveloperMetric]:
         return list(DailyDeveloperMetric.objects.all())
 
 
-def rate(a, s) -> float:
-    return round(100 * a / s, 1) if s else 0.0
+def rate(a, s) -> float | None:
+    return round(100 * a / s, 1) if s else None
 
 
 def reference_overview(org, f) -> dict:
@@ -691,7 +691,7 @@ def reference_cohort_weeks(org, f, members: dict[str, set]) -> dict:
             n = sum(1 for p in people if (p, week) in active)
             total = sum(accepted[(p, week)] for p in people)
             table[name].append(
-                (week, round(100 * n / len(people), 1), round(total / n, 1) if n else 0)
+                (week, round(100 * n / len(people), 1), round(total / n, 1) if n else None)
             )
     return {"weeks": weeks, "table": table}
 
