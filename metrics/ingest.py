@@ -152,8 +152,10 @@ class Identities:
         self.emails: dict[uuid.UUID, str] = {}
         self.github_ids: dict[uuid.UUID, int] = {}
         # Former identifiers (lower-cased; a renamed login among them): an older file that
-        # still names one is not a rename back.
+        # still names one is not a rename back, and a row naming only a login finds the
+        # developer who had it (`login`).
         self.former: dict[uuid.UUID, set[str]] = {}
+        self.by_former: dict[str, set[uuid.UUID]] = {}
         self.pending: list[DeveloperIdentity] = []
         self.created = 0
         rows = DeveloperIdentity.objects.values_list(
@@ -161,8 +163,8 @@ class Identities:
         )
         for pk, login, github_id, email, key, aliases in rows.iterator(chunk_size=5000):
             self._index(pk, login, github_id, email, key)
-            if aliases:
-                self.former[pk] = {str(alias).lower() for alias in aliases}
+            for alias in aliases or ():
+                self._remember_former(pk, str(alias))
 
     def _index(self, pk, login, github_id, email, key):
         if login:
@@ -176,6 +178,29 @@ class Identities:
             self.emails[pk] = email
         if key:
             self.by_api_key[key.lower()] = pk
+
+    def _remember_former(self, pk, identifier: str) -> None:
+        lowered = identifier.lower()
+        self.former.setdefault(pk, set()).add(lowered)
+        self.by_former.setdefault(lowered, set()).add(pk)
+
+    def login(self, login: str) -> uuid.UUID | str | None:
+        """The identity with this GitHub login now or, failing that, before a rename (for rows
+        that name only a login: an older file may still carry the old one); a conflict if
+        several developers had it; None if nobody."""
+        lowered = login.lower()
+        pk = self.by_login.get(lowered)
+        if pk is not None:
+            return pk
+        owners = self.by_former.get(lowered, ())
+        if len(owners) == 1:
+            return next(iter(owners))
+        if owners:
+            return (
+                f"the login “{login}” is no developer's in Tap now, and was the login of "
+                f"{len(owners)} before; give the GitHub user id, or use the current login"
+            )
+        return None
 
     def _new(self, *, login="", github_id=None, email="", key="", name="") -> uuid.UUID:
         identity = DeveloperIdentity(
@@ -229,7 +254,10 @@ class Identities:
             aliases = [*aliases, old]
         self._fill(pk, github_login=login, aliases=aliases)
         if old:
-            self.former.setdefault(pk, set()).add(old.lower())
+            # The old login is free now: another GitHub user may take it, even in this run.
+            if self.by_login.get(old.lower()) == pk:
+                del self.by_login[old.lower()]
+            self._remember_former(pk, old)
         return pk
 
     def github(self, login: str, github_id: int | None) -> uuid.UUID | str:
@@ -246,7 +274,11 @@ class Identities:
                     return self._renamed(pk, login)
                 return pk
         if login:
-            pk = self.by_login.get(login.lower())
+            # With a GitHub id (unknown, else found above), a former login is not enough: its
+            # new holder may be someone else.
+            pk = self.by_login.get(login.lower()) if github_id is not None else self.login(login)
+            if isinstance(pk, str):
+                return pk
             if pk is not None:
                 if github_id is not None:
                     known = self.github_ids.get(pk)
@@ -271,7 +303,9 @@ class Identities:
             pk = self.by_email.get(row.email)
             return pk if pk is not None else self._new(email=row.email)
         # Tap's CSV with both a login and an email.
-        by_login = self.by_login.get(row.login.lower())
+        by_login = self.login(row.login)
+        if isinstance(by_login, str):
+            return by_login
         by_email = self.by_email.get(row.email)
         if by_login and by_email and by_login != by_email:
             return (

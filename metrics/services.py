@@ -374,7 +374,9 @@ def runs_sweep() -> int:
 def identity_map_row(identities: Identities, row: TeamRow) -> str:
     """Apply one identity-map line; returns a conflict to report (nothing done) or ''."""
     login, email = row.login, row.email
-    a = identities.by_login.get(login.lower()) if login else None
+    a = identities.login(login) if login else None
+    if isinstance(a, str):
+        return a
     b = identities.by_email.get(email) if email else None
     if a and b and a != b:
         problem = _merge(keep_id=a, other_id=b, identities=identities)
@@ -386,7 +388,12 @@ def identity_map_row(identities: Identities, row: TeamRow) -> str:
         identity = DeveloperIdentity.objects.get(pk=pk)
         if a and email and identity.email and identity.email.lower() != email:
             return f"conflict: login “{login}” is already linked to {identity.email}, not {email}"
-        if b and login and identity.github_login and identity.github_login.lower() != login.lower():
+        if (
+            b
+            and login
+            and identity.github_login
+            and login.lower() not in (identity.github_login.lower(), *identities.former.get(pk, ()))
+        ):
             return (
                 f"conflict: email {email} is already linked to login "
                 f"“{identity.github_login}”, not “{login}”"
@@ -487,6 +494,9 @@ def _merge(*, keep_id, other_id, identities: Identities | None = None) -> str:
         for known in (identities.logins, identities.emails, identities.github_ids):
             if other.pk in known:
                 known.setdefault(keep.pk, known.pop(other.pk))
+        for former in identities.former.pop(other.pk, ()):
+            identities._remember_former(keep.pk, former)
+            identities.by_former[former].discard(other.pk)
     return ""
 
 

@@ -221,6 +221,62 @@ def test_a_renamed_github_user_keeps_one_identity_under_the_new_login(org_a, tmp
         assert identity.daily_metrics.count() == 3
 
 
+def test_a_row_with_only_a_former_login_finds_the_renamed_developer(org_a, tmp_path):
+    """After a rename, an older Tap CSV (login and email) or identity map naming the old login
+    adds to the same developer, not a new one."""
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("mona", user_id=7)])))
+    renamed = copilot_record("mona-lisa", user_id=7, day="2026-04-02")
+    assert ingest(org_a, write(tmp_path, "b.ndjson", ndjson([renamed]))).status == "succeeded"
+    tap_csv = (
+        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+        "2026-04-03,cursor,MONA,mona@corp.example,5,2,9,1\n"
+    )
+    run = ingest(org_a, write(tmp_path, "c.csv", tap_csv))
+    assert run.status == "succeeded", run.errors
+    mapping = "github_login,email,name,team\nmona,mona@corp.example,Mona Lisa,web\n"
+    run = ingest(org_a, write(tmp_path, "map.csv", mapping))
+    assert run.status == "succeeded", run.errors
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert (identity.github_login, identity.email) == ("mona-lisa", "mona@corp.example")
+        assert identity.daily_metrics.count() == 3
+        assert list(DeveloperTeam.objects.values_list("team", flat=True)) == ["web"]
+
+
+def test_a_former_login_of_two_developers_is_a_conflict(org_a, tmp_path):
+    with org_context(org_a.id):
+        for login, user_id in (("mona-lisa", 7), ("mona-x", 8)):
+            DeveloperIdentity.objects.create(
+                organization=org_a, github_login=login, github_user_id=user_id, aliases=["Mona"]
+            )
+    tap_csv = (
+        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+        "2026-04-03,cursor,mona,,5,2,9,1\n"
+    )
+    run = ingest(org_a, write(tmp_path, "c.csv", tap_csv))
+    assert run.status == "failed"
+    assert "was the login of 2 before" in run.errors[0]["reason"]
+    with org_context(org_a.id):
+        assert DeveloperIdentity.objects.count() == 2
+
+
+def test_a_freed_login_taken_by_another_github_user_in_the_same_run(org_a, tmp_path):
+    """Mona renames to mona-lisa; another GitHub user takes "mona", in the same report."""
+    ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("mona", user_id=7)])))
+    records = [
+        copilot_record("mona-lisa", user_id=7, day="2026-04-02"),
+        copilot_record("mona", user_id=8, day="2026-04-02"),
+    ]
+    run = ingest(org_a, write(tmp_path, "b.ndjson", ndjson(records)))
+    assert run.status == "succeeded", run.errors
+    with org_context(org_a.id):
+        logins = DeveloperIdentity.objects.order_by("github_user_id")
+        assert [(i.github_login, i.github_user_id) for i in logins] == [
+            ("mona-lisa", 7),
+            ("mona", 8),
+        ]
+
+
 def test_a_login_that_comes_with_another_github_id_is_a_conflict(org_a, tmp_path):
     ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("mona", user_id=7)])))
     other = copilot_record("MONA", user_id=999, day="2026-04-02")
