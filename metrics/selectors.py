@@ -653,6 +653,32 @@ def broken_down(groups: dict[str, set], *, counted=None) -> list[str]:
     return shown
 
 
+def _held_back(shown: list[str], counted: set, weeks: list, counts: dict) -> set[tuple]:
+    """For a viewer who may not see people: the (shown cohort's index, week) cells whose
+    acceptances per active developer are left out. Those of fewer than `SMALL_COHORT` active
+    developers, as they would be those few's; then, week by week, the next smallest until
+    the active developers of everything left out (these cells, the cohorts not broken down:
+    index `len(shown)` in `counts`) are none or at least `SMALL_COHORT`, since the overview's
+    weekly totals less the figures shown would be theirs."""
+    held = set()
+    for week in weeks:
+        cover = counts.get((len(shown), week), (0, 0))[0]
+        rest = []
+        for index, name in enumerate(shown):
+            n_active = counts.get((index, week), (0, 0))[0]
+            if 0 < n_active < SMALL_COHORT:
+                held.add((index, week))
+                cover += n_active if name in counted else 0
+            elif n_active and name in counted:
+                rest.append((n_active, index))
+        rest.sort()
+        while 0 < cover < SMALL_COHORT and rest:
+            n_active, index = rest.pop(0)
+            held.add((index, week))
+            cover += n_active
+    return held
+
+
 def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
     """{cohort name: developer identity ids}: by team, by adoption month (first day with
     usage), or by usage tier — heavy / moderate / light by percentile of suggestions in the
@@ -706,7 +732,8 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     active developer. A cohort of fewer than five developers is not broken down. For a
     viewer who may not see people, neither is a tool fewer than five used in the range (as
     in `overview`): any cohort's figures for it would be those few people's; nor a week's
-    acceptances per active developer when fewer than five of the cohort were active."""
+    acceptances per active developer when fewer than five of the cohort were active, or when
+    the totals would give away such a few's (`_held_back`)."""
     if not people and f.tool:
         users = _rows(
             f"SELECT count(*) FROM {_developer_totals(f, 'suggestions')} r", _params(org_id, f)
@@ -715,14 +742,18 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
             return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
     members = cohort_members(org_id, f, by=by)
     order = [name for name in TIERS if members.get(name)] if by == "tier" else sorted(members)
-    shown = broken_down(
-        {name: members[name] for name in order},
-        counted=[t for t in TIERS if t != "none"] if by == "tier" else None,
-    )
+    # The cohorts whose members add to the totals (a usage tier of "none" adds nothing).
+    counted = {t for t in TIERS if t != "none"} if by == "tier" else set(order)
+    shown = broken_down({name: members[name] for name in order}, counted=counted)
     # Who is in which shown cohort (a developer can be in several teams), for the database to
     # count per cohort and week: developers active in the week's days inside the range, and
-    # their acceptances on those days.
+    # their acceptances on those days. The members of the cohorts not broken down count as
+    # one more (`len(shown)`): how many of them were active is the cover of `_held_back`.
     pairs = [(p, i) for i, name in enumerate(shown) for p in members[name]]
+    pairs += [
+        (p, len(shown))
+        for p in set().union(*(members[n] for n in order if n not in shown and n in counted))
+    ]
     params = _params(org_id, f) | {
         "people": [p for p, _i in pairs],
         "cohort": [i for _p, i in pairs],
@@ -748,6 +779,7 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     )
     weeks = sorted({w for cohort, w, _n, _a in weekly if cohort is None})
     counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
+    held = set() if people else _held_back(shown, counted, weeks, counts)
     table = []
     for name in order:
         small = len(members[name]) < SMALL_COHORT
@@ -766,11 +798,10 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
                     {
                         "week": week,
                         "active_share": round(100 * n_active / len(members[name]), 1),
-                        # No figure with nobody active; nor, for a viewer who may not see
-                        # people, with fewer than five: it would be those few's acceptances.
+                        # No figure with nobody active, nor where it is held back.
                         "per_active": (
                             round(total / n_active, 1)
-                            if n_active and (people or n_active >= SMALL_COHORT)
+                            if n_active and (index, week) not in held
                             else None
                         ),
                     }

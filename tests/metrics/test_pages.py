@@ -282,6 +282,33 @@ def test_a_week_with_fewer_than_five_active_gives_members_no_per_developer_figur
     assert "fewer than 5 of the cohort were active" not in admin.content.decode()
 
 
+def test_a_week_whose_left_out_developers_are_few_holds_back_a_shown_figure_too(
+    client_for, bob, dave, org_a, tmp_path
+):
+    """Teams a (7), b (6), c (2): c is too small, and b is held back with it. In the second
+    week all of a and one of c were active: the week's totals less a's would be that one
+    person's, so members get no figure for a that week either."""
+    teams = ["a"] * 7 + ["b"] * 6 + ["c"] * 2
+    second_week = [i for i, team in enumerate(teams) if team == "a"] + [13]
+    records = [copilot_record(f"dev{i}", day="2026-04-01") for i in range(len(teams))] + [
+        copilot_record(f"dev{i}", day="2026-04-07") for i in second_week
+    ]
+    assert ingest(org_a, write(tmp_path, "weeks.ndjson", ndjson(records))).status == "succeeded"
+    mapping = "github_login,email,name,team\n" + "".join(
+        f"dev{i},,,{team}\n" for i, team in enumerate(teams)
+    )
+    assert ingest(org_a, write(tmp_path, "map.csv", mapping)).status == "succeeded"
+    query = {"by": "team", "start": "2026-03-30", "end": "2026-04-12"}
+
+    member = client_for(bob).get(url("cohorts", org_a), query)
+    shown = [c for c in member.context["cohorts"] if not c["suppressed"]]
+    assert [c["name"] for c in shown] == ["a"]
+    assert [w["per_active"] for w in shown[0]["weeks"]] == [4.0, None]
+    admin = client_for(dave).get(url("cohorts", org_a), query)
+    (a,) = [c for c in admin.context["cohorts"] if not c["suppressed"]]
+    assert [w["per_active"] for w in a["weeks"]] == [4.0, 4.0]
+
+
 def test_a_line_chart_leaves_a_gap_where_there_is_no_figure():
     from metrics.charts import Chart
 
