@@ -122,7 +122,6 @@ class Outcome:
     rows_total: int = 0
     rows_ingested: int = 0
     rows_rejected: int = 0
-    rows_skipped: int = 0
     rows_new: int = 0
     rows_replaced: int = 0
     rows_unchanged: int = 0

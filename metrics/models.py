@@ -131,7 +131,6 @@ class MetricIngestionRun(TenantModel):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     rows_total = models.PositiveIntegerField(default=0)
     rows_ingested = models.PositiveIntegerField(default=0)
-    rows_skipped = models.PositiveIntegerField(default=0)
     rows_rejected = models.PositiveIntegerField(default=0)
     # Of the daily rows this run wrote: how many replaced different values from an earlier run,
     # and how many were already there with the same values (a re-upload changes nothing).
