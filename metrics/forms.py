@@ -6,6 +6,7 @@ import datetime as dt
 
 from django import forms
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from metrics.selectors import Filters
 
@@ -49,8 +50,8 @@ class UploadForm(forms.Form):
         for upload in files:
             if upload.size > limit:
                 raise forms.ValidationError(
-                    f"“{upload.name}” is {upload.size // (1 << 20)} MB; the limit is "
-                    f"{limit // (1 << 20)} MB per file. Split the export into several files "
+                    f"“{upload.name}” is {filesizeformat(upload.size)}; the limit is "
+                    f"{filesizeformat(limit)} per file. Split the export into several files "
                     "and upload them together, or push them through the API."
                 )
             if upload.size == 0:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from campaigns.identities import participants_link
@@ -83,7 +84,7 @@ def file_store(*, org_id, name: str, chunks) -> StoredFile:
                 size += len(chunk)
                 if size > limit:
                     raise ValidationError(
-                        f"“{name}” is larger than the {limit // (1 << 20)} MB limit. Split the "
+                        f"“{name}” is larger than the {filesizeformat(limit)} limit. Split the "
                         "export into several files (Copilot reports already come in parts) "
                         "and upload them together, or push them through the API."
                     )

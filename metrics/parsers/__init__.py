@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.template.defaultfilters import filesizeformat
+
 from metrics.parsers import claude_code, copilot, tap_csv
 from metrics.parsers.jsonstream import JSONStreamError, iter_document
 from metrics.parsers.records import (
@@ -79,7 +81,7 @@ class Parsed:
 
 def _too_large(limit: int) -> str:
     return (
-        f"The file is larger than {limit // (1 << 20)} MB once decompressed. "
+        f"The file is larger than {filesizeformat(limit)} once decompressed. "
         "Split it into several files and upload them together."
     )
 

@@ -163,6 +163,6 @@ def test_an_uncompressed_file_over_the_limit_is_refused_before_reading():
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload"
         path.write_bytes(at_limit + line)
-        refused = pytest.raises(Refused, match=r"larger than 1 MB once decompressed")
+        refused = pytest.raises(Refused, match=r"larger than 1.0\xa0MB once decompressed")
         with refused, open_metrics_file(path, max_decompressed_bytes=LIMIT):
             pass

@@ -67,7 +67,10 @@ def test_upload_size_limit_has_a_clear_message(client_for, dave, org_a, settings
         {"files": SimpleUploadedFile("big.ndjson", b"x" * 500)},
     )
     assert response.status_code == 200
-    assert "the limit is" in response.content.decode()
+    # Exact sizes, not whole MB rounded down ("is 0 MB; the limit is 0 MB").
+    assert "“big.ndjson” is 500\xa0bytes; the limit is 100\xa0bytes per file" in (
+        response.content.decode()
+    )
     with org_context(org_a.id):
         assert not MetricIngestionRun.objects.exists()
 
