@@ -20,6 +20,7 @@ The SQL filters on organization_id explicitly (better plans, ready for Citus) on
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
@@ -844,9 +845,17 @@ def _login_stem(login: str) -> str:
     return login.lower().rsplit("_", 1)[0] if "_" in login else login.lower()
 
 
+def _loose(text: str) -> str:
+    """A login or an email's local part with what tells them apart in practice taken out: a
+    +tag, and dots, dashes and underscores (GitHub logins have no dots: mona.lisa@ is likely
+    mona-lisa or monalisa)."""
+    return re.sub(r"[._-]", "", text.lower().split("+", 1)[0])
+
+
 def unmatched_identities() -> list[dict]:
     """Identities known by a login only or an email only, not yet reviewed, each with the
-    likely other half: same name, or an email whose local part is the login."""
+    likely other half: same name, or an email whose local part is the login (or is it but
+    for a +tag, dots, dashes and underscores)."""
     lonely = list(
         DeveloperIdentity.objects.filter(reviewed=False, api_key_name="")
         .filter(Q(email="") | Q(github_login=""))
@@ -871,9 +880,12 @@ def unmatched_identities() -> list[dict]:
     email_only = [i for i in lonely if i.email and not i.github_login]
     login_only = [i for i in lonely if i.github_login and not i.email]
     by_local = defaultdict(list)
+    by_loose = defaultdict(list)
     by_name = defaultdict(list)
     for identity in email_only:
-        by_local[identity.email.split("@")[0].lower()].append(identity)
+        local = identity.email.split("@")[0].lower()
+        by_local[local].append(identity)
+        by_loose[_loose(local)].append(identity)
     for identity in lonely:
         name = (identity.display_name or "").strip().lower()
         if name and name not in (identity.github_login.lower(), identity.email.split("@")[0]):
@@ -882,9 +894,15 @@ def unmatched_identities() -> list[dict]:
     for identity in login_only + email_only:
         suggestions = []
         if identity.github_login:
-            for key in {identity.github_login.lower(), _login_stem(identity.github_login)}:
+            keys = {identity.github_login.lower(), _login_stem(identity.github_login)}
+            for key in keys:
                 for other in by_local.get(key, []):
                     suggestions.append((other, "email local part equals the login"))
+            for key in {_loose(key) for key in keys}:
+                for other in by_loose.get(key, []):
+                    suggestions.append(
+                        (other, "email local part is the login, but for . - _ or a +tag")
+                    )
         name = (identity.display_name or "").strip().lower()
         for other in by_name.get(name, []):
             if other.pk != identity.pk and (other.email == "") != (identity.email == ""):

@@ -432,6 +432,27 @@ def test_unmatched_identities_suggest_and_merge(client_for, dave, org_a, tmp_pat
         assert identity.daily_metrics.count() == 2
 
 
+@pytest.mark.parametrize(
+    ("login", "email", "why"),
+    [
+        ("mona-lisa", "mona.lisa@x.example", "but for . - _ or a +tag"),
+        ("monalisa", "mona.lisa+github@x.example", "but for . - _ or a +tag"),
+        ("mona_acme", "mona@x.example", "equals the login"),  # enterprise-managed login
+    ],
+)
+def test_a_login_and_an_email_that_differ_in_punctuation_are_suggested(
+    client_for, dave, org_a, tmp_path, login, email, why
+):
+    ingest(org_a, write(tmp_path, "gh.ndjson", ndjson([copilot_record(login)])))
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record(email)])))
+    ingest(org_a, write(tmp_path, "o.ndjson", ndjson([claude_record("lisa@x.example")])))
+    response = client_for(dave).get(url("identities", org_a))
+    entry = next(u for u in response.context["unmatched"] if u["identity"].github_login == login)
+    (suggestion,) = entry["suggestions"]
+    assert suggestion["identity"].email == email
+    assert why in suggestion["why"]
+
+
 def test_a_merge_keeps_the_campaign_participants_linked(client_for, alice, dave, org_a, tmp_path):
     from campaigns import services as campaign_services
     from campaigns.models import Participant
