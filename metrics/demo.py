@@ -39,6 +39,9 @@ PEOPLE = [
     ("jean", "Jean Sammet", "data"),
 ]
 DAYS = 35
+# Someone the identity map leaves out: Copilot knows her login, Claude Code her email, and the
+# identities page suggests they are one developer.
+UNMAPPED = ("mary-keller", "mary.keller@example.com")
 
 
 def _files(folder: Path, end: dt.date) -> list[Path]:
@@ -89,6 +92,27 @@ def _files(folder: Path, end: dt.date) -> list[Path]:
                         "model_breakdown": [],
                     }
                 )
+    login, email = UNMAPPED
+    for back in range(1, DAYS, 3):
+        day = (end - dt.timedelta(days=back)).isoformat()
+        copilot.append(
+            {
+                "user_id": 5900,
+                "user_login": login,
+                "day": day,
+                "code_generation_activity_count": 20,
+                "code_acceptance_activity_count": 9,
+                "loc_added_sum": 30,
+            }
+        )
+        claude.append(
+            {
+                "date": f"{day}T00:00:00Z",
+                "actor": {"type": "user_actor", "email_address": email},
+                "core_metrics": {"num_sessions": 2, "lines_of_code": {"added": 60, "removed": 5}},
+                "tool_actions": {"edit_tool": {"accepted": 6, "rejected": 1}},
+            }
+        )
     seats = {
         "total_seats": len(PEOPLE) + 2,
         "seats": [
