@@ -891,18 +891,23 @@ def unmatched_identities() -> list[dict]:
         if name and name not in (identity.github_login.lower(), identity.email.split("@")[0]):
             by_name[name].append(identity)
     result = []
+    # Login-to-email matches, each suggested on both sides.
+    matched = defaultdict(list)
+    for identity in login_only:
+        keys = {identity.github_login.lower(), _login_stem(identity.github_login)}
+        found = [
+            (other, "email local part equals the login") for k in keys for other in by_local[k]
+        ]
+        found += [
+            (other, "email local part is the login, but for . - _ or a +tag")
+            for k in {_loose(k) for k in keys}
+            for other in by_loose[k]
+        ]
+        for other, why in found:
+            matched[identity.pk].append((other, why))
+            matched[other.pk].append((identity, why))
     for identity in login_only + email_only:
-        suggestions = []
-        if identity.github_login:
-            keys = {identity.github_login.lower(), _login_stem(identity.github_login)}
-            for key in keys:
-                for other in by_local.get(key, []):
-                    suggestions.append((other, "email local part equals the login"))
-            for key in {_loose(key) for key in keys}:
-                for other in by_loose.get(key, []):
-                    suggestions.append(
-                        (other, "email local part is the login, but for . - _ or a +tag")
-                    )
+        suggestions = list(matched[identity.pk])
         name = (identity.display_name or "").strip().lower()
         for other in by_name.get(name, []):
             if other.pk != identity.pk and (other.email == "") != (identity.email == ""):

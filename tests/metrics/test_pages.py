@@ -451,6 +451,9 @@ def test_a_login_and_an_email_that_differ_in_punctuation_are_suggested(
     (suggestion,) = entry["suggestions"]
     assert suggestion["identity"].email == email
     assert why in suggestion["why"]
+    # And the other way round, on the email's row.
+    entry = next(u for u in response.context["unmatched"] if u["identity"].email == email)
+    assert [s["identity"].github_login for s in entry["suggestions"]] == [login]
 
 
 def test_a_merge_keeps_the_campaign_participants_linked(client_for, alice, dave, org_a, tmp_path):
