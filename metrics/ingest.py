@@ -163,7 +163,10 @@ class Identities:
         for pk, login, github_id, email, key, aliases in rows.iterator(chunk_size=5000):
             self._index(pk, login, github_id, email, key)
             for alias in aliases or ():
-                self._remember_former(pk, str(alias))
+                # Merges list the other identity's email and API key name too: not logins.
+                alias = str(alias)
+                if "@" not in alias and alias.lower() != (key or "").lower():
+                    self._remember_former(pk, alias)
 
     def _index(self, pk, login, github_id, email, key):
         if login:
@@ -183,15 +186,19 @@ class Identities:
         self.former.setdefault(pk, set()).add(lowered)
         self.by_former.setdefault(lowered, set()).add(pk)
 
-    def login(self, login: str) -> uuid.UUID | str | None:
+    def login(self, login: str, *, email_owner=None) -> uuid.UUID | str | None:
         """The identity with this GitHub login now or, failing that, before a rename (for rows
-        that name only a login: an older file may still carry the old one); a conflict if
-        several developers had it; None if nobody."""
+        that name a login without a GitHub id: an older file may still carry the old one); a
+        conflict if several developers had it; None if nobody. `email_owner`: the developer
+        the row's email names, if any — a former login then counts only if it was theirs (if
+        not, the row's developer is the login's new holder)."""
         lowered = login.lower()
         pk = self.by_login.get(lowered)
         if pk is not None:
             return pk
         owners = self.by_former.get(lowered, ())
+        if email_owner is not None:
+            return email_owner if email_owner in owners else None
         if len(owners) == 1:
             return next(iter(owners))
         if owners:
@@ -302,10 +309,10 @@ class Identities:
             pk = self.by_email.get(row.email)
             return pk if pk is not None else self._new(email=row.email)
         # Tap's CSV with both a login and an email.
-        by_login = self.login(row.login)
+        by_email = self.by_email.get(row.email)
+        by_login = self.login(row.login, email_owner=by_email)
         if isinstance(by_login, str):
             return by_login
-        by_email = self.by_email.get(row.email)
         if by_login and by_email and by_login != by_email:
             return (
                 f"github_login “{row.login}” and email “{row.email}” belong to two different "

@@ -375,10 +375,10 @@ def runs_sweep() -> int:
 def identity_map_row(identities: Identities, row: TeamRow) -> str:
     """Apply one identity-map line; returns a conflict to report (nothing done) or ''."""
     login, email = row.login, row.email
-    a = identities.login(login) if login else None
+    b = identities.by_email.get(email) if email else None
+    a = identities.login(login, email_owner=b) if login else None
     if isinstance(a, str):
         return a
-    b = identities.by_email.get(email) if email else None
     if a and b and a != b:
         problem = _merge(keep_id=a, other_id=b, identities=identities)
         if problem:

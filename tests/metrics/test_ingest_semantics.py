@@ -243,6 +243,58 @@ def test_a_row_with_only_a_former_login_finds_the_renamed_developer(org_a, tmp_p
         assert list(DeveloperTeam.objects.values_list("team", flat=True)) == ["web"]
 
 
+def _mona_renamed(org, tmp_path):
+    ingest(org, write(tmp_path, "a.ndjson", ndjson([copilot_record("mona", user_id=7)])))
+    renamed = copilot_record("mona-lisa", user_id=7, day="2026-04-02")
+    assert ingest(org, write(tmp_path, "b.ndjson", ndjson([renamed]))).status == "succeeded"
+    # Bea, known by email, is the GitHub user who goes by "mona" now.
+    bea = [claude_record(email="b@corp.example", date="2026-04-03T00:00:00Z")]
+    assert ingest(org, write(tmp_path, "cc.ndjson", ndjson(bea))).status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "upload",
+    [
+        ("map.csv", "github_login,email,name,team\nmona,b@corp.example,Bea,web\n"),
+        (
+            "t.csv",
+            "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+            "2026-04-04,cursor,mona,b@corp.example,5,2,9,1\n",
+        ),
+    ],
+)
+def test_a_freed_login_with_another_developers_email_is_that_developers(org_a, tmp_path, upload):
+    _mona_renamed(org_a, tmp_path)
+    run = ingest(org_a, write(tmp_path, *upload))
+    assert run.status == "succeeded", run.errors
+    with org_context(org_a.id):
+        identities = DeveloperIdentity.objects.order_by("github_login")
+        assert [(i.github_login, i.email) for i in identities] == [
+            ("mona", "b@corp.example"),
+            ("mona-lisa", ""),
+        ]
+
+
+def test_a_merged_api_key_name_is_not_a_former_login(org_a, tmp_path):
+    from metrics import services
+
+    ingest(org_a, write(tmp_path, "x.ndjson", ndjson([copilot_record("xavier", user_id=5)])))
+    key = claude_record(date="2026-04-03T00:00:00Z")
+    key["actor"] = {"type": "api_actor", "api_key_name": "mona"}
+    assert ingest(org_a, write(tmp_path, "k.ndjson", ndjson([key]))).status == "succeeded"
+    with org_context(org_a.id):
+        xavier = DeveloperIdentity.objects.get(github_login="xavier")
+        api_key = DeveloperIdentity.objects.get(api_key_name="mona")
+        services.identity_merge(actor=None, org=org_a, keep=xavier, other=api_key)
+    tap_csv = (
+        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+        "2026-04-04,cursor,mona,,5,2,9,1\n"
+    )
+    assert ingest(org_a, write(tmp_path, "t.csv", tap_csv)).status == "succeeded"
+    with org_context(org_a.id):
+        assert DeveloperIdentity.objects.get(daily_metrics__tool="cursor").github_login == "mona"
+
+
 def test_a_former_login_of_two_developers_is_a_conflict(org_a, tmp_path):
     with org_context(org_a.id):
         for login, user_id in (("mona-lisa", 7), ("mona-x", 8)):
