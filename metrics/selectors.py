@@ -635,14 +635,23 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def broken_down(groups: dict[str, set], *, counted=None) -> list[str]:
+def broken_down(groups: dict[str, set], *, counted=None, disjoint: bool = False) -> list[str]:
     """The groups that may be broken down, in `groups`' order: those of at least
     `SMALL_COHORT` members — less the smallest of them while the groups left out hold fewer
     than `SMALL_COHORT` members together, since the figures of those few would be the total's
     less the shown groups'. `counted`: the groups whose members add to totals (default: all;
-    a usage tier of "none" adds nothing)."""
+    a usage tier of "none" adds nothing). `disjoint`: nor a group that shares members with a
+    larger one shown (two overlapping groups' figures, one less the other, are those of the
+    members in one only)."""
     counts = set(groups) if counted is None else set(counted)
     shown = [name for name, members in groups.items() if len(members) >= SMALL_COHORT]
+    if disjoint:
+        kept: set = set()
+        for name in sorted(shown, key=lambda n: -len(groups[n])):
+            if groups[name] & kept:
+                shown.remove(name)
+            else:
+                kept |= groups[name]
     hidden = set().union(*(groups[n] for n in groups if n not in shown and n in counts))
     while hidden and len(hidden) < SMALL_COHORT:
         candidates = [n for n in shown if n in counts]
@@ -654,23 +663,24 @@ def broken_down(groups: dict[str, set], *, counted=None) -> list[str]:
     return shown
 
 
-def _held_back(shown: list[str], counted: set, weeks: list, counts: dict) -> set[tuple]:
+def _held_back(shown: list[str], weeks: list, counts: dict) -> set[tuple]:
     """For a viewer who may not see people: the (shown cohort's index, week) cells whose
     acceptances per active developer are left out. Those of fewer than `SMALL_COHORT` active
-    developers, as they would be those few's; then, week by week, the next smallest until
-    the active developers of everything left out (these cells, the cohorts not broken down:
-    index `len(shown)` in `counts`) are none or at least `SMALL_COHORT`, since the overview's
-    weekly totals less the figures shown would be theirs."""
+    developers, as they would be those few's; then, week by week, the next smallest while the
+    developers active that week but in no figure shown (in held-back cells, cohorts not broken
+    down, or none) are 1 to 4: the week's totals less the figures shown would be theirs.
+    `counts[(index, week)]`: (active, acceptances), index -1 for everyone. The shown cohorts
+    are disjoint (`broken_down(disjoint=True)`), so their active developers add up."""
     held = set()
     for week in weeks:
-        cover = counts.get((len(shown), week), (0, 0))[0]
+        cover = counts.get((-1, week), (0, 0))[0]
         rest = []
-        for index, name in enumerate(shown):
+        for index in range(len(shown)):
             n_active = counts.get((index, week), (0, 0))[0]
             if 0 < n_active < SMALL_COHORT:
                 held.add((index, week))
-                cover += n_active if name in counted else 0
-            elif n_active and name in counted:
+            elif n_active:
+                cover -= n_active
                 rest.append((n_active, index))
         rest.sort()
         while 0 < cover < SMALL_COHORT and rest:
@@ -735,52 +745,86 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     in `overview`): any cohort's figures for it would be those few people's; nor a week's
     acceptances per active developer when fewer than five of the cohort were active, or when
     the totals would give away such a few's (`_held_back`)."""
-    if not people and f.tool:
-        users = _rows(
-            f"SELECT count(*) FROM {_developer_totals(f, 'suggestions')} r", _params(org_id, f)
-        )[0][0]
-        if users < SMALL_COHORT:
-            return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
-    members = cohort_members(org_id, f, by=by)
+    widened = None
+    if not people:
+        # Whole weeks only: figures of a week cut two ways, one less the other, would be
+        # those of the days in between.
+        widened = replace(
+            f,
+            start=f.start - dt.timedelta(days=f.start.weekday()),
+            end=f.end + dt.timedelta(days=6 - f.end.weekday()),
+        )
+        f = widened
+        if f.tool:
+            users = _rows(
+                f"SELECT count(*) FROM {_developer_totals(f, 'suggestions')} r",
+                _params(org_id, f),
+            )[0][0]
+            if users < SMALL_COHORT:
+                return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
+    # Usage tiers follow the range for admins; for members they are those of the last four
+    # weeks of data, whatever the range: tiers that moved with it would let the same week
+    # be read off two groups that differ by a few people.
+    tier_range = f
+    if not people and by == "tier":
+        start, end = default_range(org_id, f.end)
+        tier_range = replace(f, start=start, end=end)
+    members = cohort_members(org_id, tier_range, by=by)
     order = [name for name in TIERS if members.get(name)] if by == "tier" else sorted(members)
-    # The cohorts whose members add to the totals (a usage tier of "none" adds nothing).
-    counted = {t for t in TIERS if t != "none"} if by == "tier" else set(order)
-    shown = broken_down({name: members[name] for name in order}, counted=counted)
+    shown = broken_down(
+        {name: members[name] for name in order},
+        counted={t for t in TIERS if t != "none"} if by == "tier" else None,
+        disjoint=not people,
+    )
     # Who is in which shown cohort (a developer can be in several teams), for the database to
     # count per cohort and week: developers active in the week's days inside the range, and
-    # their acceptances on those days. The members of the cohorts not broken down count as
-    # one more (`len(shown)`): how many of them were active is the cover of `_held_back`.
+    # their acceptances on those days; and everyone's (cohort -1), for `_held_back`. For
+    # members, without the tools fewer than five used in the range (as on the overview).
     pairs = [(p, i) for i, name in enumerate(shown) for p in members[name]]
-    pairs += [
-        (p, len(shown))
-        for p in set().union(*(members[n] for n in order if n not in shown and n in counted))
-    ]
     params = _params(org_id, f) | {
         "people": [p for p, _i in pairs],
         "cohort": [i for _p, i in pairs],
+        "min_users": SMALL_COHORT,
     }
+    weekly_rows = f"SELECT developer, week, acceptances FROM {_range_rows(f, 'acceptances')} r"
+    everyone = ""
+    if not people:
+        everyone = "SELECT -1, week, count(*), sum(acceptances)::bigint FROM d GROUP BY week"
+        everyone = f"UNION ALL {everyone}"
+        if not f.tool:
+            weekly_rows = f"""
+            SELECT developer, week, sum(acceptances)::bigint AS acceptances
+            FROM {_range_rows(f, "acceptances", per_tool=True)} r
+            WHERE tool IN (
+                SELECT tool FROM {TOOL_WEEKLY}
+                WHERE organization_id = %(org)s AND week BETWEEN %(whole_first)s AND %(whole_last)s
+                GROUP BY tool HAVING count(DISTINCT developer_identity_id) >= %(min_users)s
+            )
+            GROUP BY developer, week"""
     weekly = _rows(
         f"""
+        WITH d AS MATERIALIZED ({weekly_rows})
         SELECT NULL::int, date - {_DOW} AS week, 0, 0 FROM daily_tool_rollups
         WHERE organization_id = %(org)s AND date BETWEEN %(start)s AND %(end)s {_tool_clause(f)}
         GROUP BY 2
+        {everyone}
         UNION ALL
-        SELECT m.cohort, r.week, count(*), sum(r.acceptances)::bigint
-        FROM {_range_rows(f, "acceptances")} r
+        SELECT m.cohort, d.week, count(*), sum(d.acceptances)::bigint
+        FROM d
         JOIN (
             -- Grouped (the pairs are distinct anyway) so that the planner estimates the join
             -- from the pairs' count, and hashes them rather than sorting every weekly row.
             SELECT developer, cohort
             FROM unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)
             GROUP BY developer, cohort
-        ) m ON m.developer = r.developer
-        GROUP BY m.cohort, r.week
+        ) m ON m.developer = d.developer
+        GROUP BY m.cohort, d.week
         """,
         params,
     )
     weeks = sorted({w for cohort, w, _n, _a in weekly if cohort is None})
     counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
-    held = set() if people else _held_back(shown, counted, weeks, counts)
+    held = set() if people else _held_back(shown, weeks, counts)
     table = []
     for name in order:
         small = len(members[name]) < SMALL_COHORT
@@ -789,6 +833,11 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
             "size": len(members[name]),
             "suppressed": name not in shown,
             "small": small,
+            # Held back for sharing developers with a cohort shown (members only).
+            "overlaps": name not in shown
+            and not small
+            and not people
+            and any(members[name] & members[other] for other in shown),
             "weeks": [],
         }
         if name in shown:
@@ -834,6 +883,8 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         "charts": [chart, chart2] if shown else [],
         "weeks": weeks,
         "few_active_held_back": not people,
+        "widened": widened,
+        "tiers_from": tier_range if tier_range is not f else None,
     }
 
 

@@ -1,0 +1,179 @@
+"""What a member can work out from the cohorts page and the overview together.
+
+Each test sets up data in which, before the rules of `selectors.cohorts` for members, one
+person's (or fewer than five people's) weekly acceptances could be worked out: subtracting the
+cohorts' figures from the overview's totals, one cohort's from another's, or one range's from
+another's. The review that found them showed each attack working; here each must fail. The
+number active in a cohort is known to a member (active share times size), so a figure per active
+developer times that number is the cohort's total."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.metrics.helpers import claude_record, copilot_record, ingest, ndjson, write
+from tests.metrics.test_pages import url
+
+pytestmark = pytest.mark.django_db
+WEEK = {"start": "2026-03-30", "end": "2026-04-05"}  # Monday to Sunday
+
+
+def load(org, tmp_path, records, teams=()):
+    assert ingest(org, write(tmp_path, "w.ndjson", ndjson(records))).status == "succeeded"
+    if teams:
+        mapping = "github_login,email,name,team\n" + "".join(f"{a},,,{t}\n" for a, t in teams)
+        assert ingest(org, write(tmp_path, "map.csv", mapping)).status == "succeeded"
+
+
+def member_sees(client, org, query, by):
+    """(active in the week, acceptances in the week) from the overview, and per cohort shown
+    (active, total acceptances or None where held back) for the first week."""
+    overview = client.get(url("overview", org), query).context
+    daily = next(c for c in overview["charts"] if c.id == "suggestions")
+    week_active = next(c for c in overview["charts"] if c.id == "weekly").rows[0][1]
+    cohorts = client.get(url("cohorts", org), {**query, "by": by}).context["cohorts"]
+    shown = {}
+    for cohort in cohorts:
+        if cohort["suppressed"]:
+            continue
+        week = cohort["weeks"][0]
+        n = round(week["active_share"] * cohort["size"] / 100)
+        per = week["per_active"]
+        shown[cohort["name"]] = (n, None if per is None else round(per * n))
+    return week_active, sum(row[2] for row in daily.rows), shown
+
+
+def assert_no_few_left_over(active, shown):
+    """The developers active that week whose acceptances are in no figure shown: none, or at
+    least five (the overview's total less the figures shown is theirs together)."""
+    outside = active - sum(n for n, total in shown.values() if total is not None)
+    assert outside == 0 or outside >= 5, (active, shown)
+
+
+def test_a_developer_in_no_team_is_covered(client_for, bob, org_a, tmp_path):
+    logins = [f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)]
+    records = [copilot_record(login, day="2026-04-01") for login in logins]
+    records.append(copilot_record("loner", day="2026-04-01", code_acceptance_activity_count=17))
+    load(org_a, tmp_path, records, [(login, login[0]) for login in logins])
+    active, _acc, shown = member_sees(client_for(bob), org_a, WEEK, "team")
+    assert active == 13
+    assert_no_few_left_over(active, shown)
+
+
+def test_an_api_key_outside_the_tiers_is_covered(client_for, bob, org_a, tmp_path):
+    records = [
+        copilot_record(f"u{i}", day="2026-04-01", code_generation_activity_count=10 + i)
+        for i in range(20)
+    ]
+    load(org_a, tmp_path, records)
+    claude = [claude_record(email=f"u{i}@x.example", date="2026-04-02T00:00:00Z") for i in range(4)]
+    key = claude_record(date="2026-04-02T00:00:00Z", accepted=29)
+    key["actor"] = {"type": "api_actor", "api_key_name": "ci-bot"}
+    assert ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([*claude, key]))).status == "succeeded"
+    active, _acc, shown = member_sees(client_for(bob), org_a, WEEK, "tier")
+    assert_no_few_left_over(active, shown)
+
+
+def test_overlapping_teams_are_not_both_broken_down(client_for, bob, org_a, tmp_path):
+    """Nested GitHub teams: big = d0-d5, sub = d0-d4; big less sub would be d5."""
+    teams = [(f"d{i}", "big") for i in range(6)] + [(f"d{i}", "sub") for i in range(5)]
+    records = [
+        copilot_record(f"d{i}", day="2026-04-01", code_acceptance_activity_count=4 if i < 5 else 23)
+        for i in range(6)
+    ]
+    load(org_a, tmp_path, records, teams)
+    response = client_for(bob).get(url("cohorts", org_a), {**WEEK, "by": "team"})
+    rows = {c["name"]: c for c in response.context["cohorts"]}
+    assert not rows["big"]["suppressed"]
+    assert rows["sub"]["suppressed"]
+    assert rows["sub"]["overlaps"]
+    assert "shares developers with a larger cohort" in response.content.decode()
+
+
+def test_held_back_teams_that_overlap_count_their_people_once(client_for, bob, org_a, tmp_path):
+    teams = [(f"p{i}", t) for i in range(3) for t in "ab"]
+    teams += [(f"q{i}", "a") for i in range(3)] + [(f"r{i}", "b") for i in range(3)]
+    teams += [(f"c{i}", "c") for i in range(5)]
+    records = [
+        copilot_record(f"p{i}", day="2026-04-01", code_acceptance_activity_count=i + 1)
+        for i in range(3)
+    ]
+    records += [copilot_record(f"c{i}", day="2026-04-01") for i in range(5)]
+    records += [copilot_record(f"{x}{i}", day="2026-03-02") for x in "qr" for i in range(3)]
+    load(org_a, tmp_path, records, teams)
+    active, _acc, shown = member_sees(client_for(bob), org_a, WEEK, "team")
+    assert active == 8
+    assert_no_few_left_over(active, shown)
+
+
+def test_a_tool_hidden_on_the_overview_is_left_out_of_the_cohorts(client_for, bob, org_a, tmp_path):
+    logins = [f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)]
+    load(
+        org_a,
+        tmp_path,
+        [copilot_record(login, day="2026-04-01") for login in logins],
+        [(login, login[0]) for login in logins],
+    )
+    claude = [claude_record(email="a0@x.example", date="2026-04-02T00:00:00Z", accepted=31)]
+    assert ingest(org_a, write(tmp_path, "cc.ndjson", ndjson(claude))).status == "succeeded"
+    mapping = "github_login,email,name,team\na0,a0@x.example,,a\n"
+    assert ingest(org_a, write(tmp_path, "map2.csv", mapping)).status == "succeeded"
+    _active, acc, shown = member_sees(client_for(bob), org_a, WEEK, "team")
+    assert sum(total for _n, total in shown.values() if total is not None) == acc
+
+
+def test_cutting_a_week_two_ways_gives_nothing_away(client_for, bob, org_a, tmp_path):
+    """a6 alone active on Wednesday: Monday to Wednesday less Monday to Tuesday would be
+    a6's Wednesday. Members' cohorts are in whole weeks, whatever the range."""
+    records = [copilot_record(f"a{i}", day="2026-03-30") for i in range(6)]
+    records.append(copilot_record("a6", day="2026-04-01", code_acceptance_activity_count=13))
+    records += [
+        copilot_record(f"b{i}", day=day)
+        for i in range(6)
+        for day in ("2026-03-30", "2026-03-31", "2026-04-01")
+    ]
+    teams = [(f"a{i}", "a") for i in range(7)] + [(f"b{i}", "b") for i in range(6)]
+    load(org_a, tmp_path, records, teams)
+    client = client_for(bob)
+    figures = [
+        member_sees(client, org_a, {"start": "2026-03-30", "end": end}, "team")[2]
+        for end in ("2026-03-31", "2026-04-01")
+    ]
+    assert figures[0] == figures[1]
+    response = client.get(url("cohorts", org_a), {"start": "2026-03-31", "end": "2026-04-01"})
+    assert "Weeks are shown whole: Mar 30 to Apr 5, 2026" in response.content.decode()
+
+
+def test_usage_tiers_do_not_move_with_the_range(client_for, bob, dave, org_a, tmp_path):
+    """u0 moves up to heavy in week 2: tiers of week 1 alone and of weeks 1-2 would differ
+    by u0 alone. Members' tiers are the last four weeks of data's, whatever the range."""
+    records = [
+        copilot_record(
+            f"u{i}",
+            day="2026-04-01",
+            code_generation_activity_count=10 if i < 10 else 20,
+            code_acceptance_activity_count=7 if i == 0 else 4,
+        )
+        for i in range(20)
+    ]
+    records += [
+        copilot_record(
+            f"u{i}",
+            day="2026-04-08",
+            code_generation_activity_count=30 if i == 0 else (10 if i < 10 else 20),
+        )
+        for i in range(20)
+    ]
+    load(org_a, tmp_path, records)
+
+    def heavy(client, end):
+        query = {"start": "2026-03-30", "end": end, "by": "tier"}
+        cohorts = client.get(url("cohorts", org_a), query).context["cohorts"]
+        (row,) = [c for c in cohorts if c["name"] == "heavy"]
+        return row["size"], row["weeks"][0]["per_active"]
+
+    member = client_for(bob)
+    assert heavy(member, "2026-04-05") == heavy(member, "2026-04-12")
+    # Admins' tiers follow the range.
+    admin = client_for(dave)
+    assert heavy(admin, "2026-04-05") != heavy(admin, "2026-04-12")
