@@ -104,6 +104,11 @@ def _values(chart: Chart) -> list[list[float | None]]:
     return [[None if v is None else float(v) for v in row[1:]] for row in chart.rows]
 
 
+def _empty(values: list[list[float | None]]) -> bool:
+    """Nothing to draw: no rows, or no figure in any."""
+    return all(v is None for row in values for v in row)
+
+
 def _top(values: list[list[float | None]]) -> float:
     return _nice_max(max((v for row in values for v in row if v is not None), default=0))
 
@@ -146,7 +151,7 @@ def _line(chart: Chart) -> dict:
                 ],
             }
         )
-    frame.update(kind="line", lines=lines, xlabels=_x_labels(chart, xs), empty=n == 0)
+    frame.update(kind="line", lines=lines, xlabels=_x_labels(chart, xs), empty=_empty(values))
     return frame
 
 
@@ -180,7 +185,7 @@ def _bars(chart: Chart) -> dict:
                     ),
                 }
             )
-    frame.update(kind="bar", bars=bars, xlabels=_x_labels(chart, xs), empty=not values)
+    frame.update(kind="bar", bars=bars, xlabels=_x_labels(chart, xs), empty=_empty(values))
     return frame
 
 

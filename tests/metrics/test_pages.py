@@ -322,6 +322,10 @@ def test_a_line_chart_leaves_a_gap_where_there_is_no_figure():
     assert '<td class="text-end">—</td>' in str(chart.table_body)
     bars = Chart("b", "B", ["Day", "n"], [["a", 1], ["b", None]], kind="bar").render()
     assert len(bars.svg["bars"]) == 1
+    # No figure anywhere: "No data in this range", not empty axes.
+    for kind in ("line", "bar"):
+        assert Chart("n", "N", ["Day", "n"], [["a", None]], kind=kind).render().svg["empty"]
+        assert Chart("n", "N", ["Day", "n"], [], kind=kind).render().svg["empty"]
 
 
 def test_a_day_without_suggestions_has_no_acceptance_rate(client_for, bob, org_a, tmp_path):
