@@ -227,11 +227,171 @@ _LAST_DAY = _by_mask(max(m.bit_length() - 1, 0) for m in range(128))
 # --- overview ----------------------------------------------------------------------------------
 
 
+def _whole_weeks(f: Filters) -> Filters:
+    """The range from the Monday of its first week to the Sunday of its last."""
+    return replace(
+        f,
+        start=f.start - dt.timedelta(days=f.start.weekday()),
+        end=f.end + dt.timedelta(days=6 - f.end.weekday()),
+    )
+
+
+def _tool_weeks(org_id, f: Filters) -> list[tuple]:
+    """Per week of the whole-week range `f` and tool (only `f.tool`, if chosen): (week, tool,
+    developers, suggestions, acceptances, completions, sessions)."""
+    return _rows(
+        f"""
+        SELECT week, tool, count(*), sum(suggestions)::bigint, sum(acceptances)::bigint,
+               sum(completions)::bigint, sum(sessions)::bigint
+        FROM {TOOL_WEEKLY}
+        WHERE organization_id = %(org)s AND week BETWEEN %(whole_first)s AND %(whole_last)s
+              {_tool_clause(f)}
+        GROUP BY week, tool
+        ORDER BY week, tool
+        """,
+        _params(org_id, f),
+    )
+
+
+def _members_overview(org_id, f: Filters) -> dict:
+    """The overview for a viewer who may not see people: by whole week, and without the weeks
+    of a tool that fewer than `SMALL_COHORT` developers used — a weekend's or a pilot's
+    figures would be those few's, read off the chart or as the difference of two ranges. Every
+    figure is a sum of (week, tool) cells of at least five developers, so no difference of two
+    gives fewer away. Active developers stay per day too (counts, not figures), over the weeks
+    and tools shown."""
+    f = _whole_weeks(f)
+    cells = _tool_weeks(org_id, f)
+    shown = [c for c in cells if c[2] >= SMALL_COHORT]
+    left_out: dict = defaultdict(int)
+    for _week, tool, n, *_ in cells:
+        if n < SMALL_COHORT:
+            left_out[tool] += 1
+    weeks = [f.start + dt.timedelta(days=7 * i) for i in range(len(f.days) // 7)]
+    hidden = [
+        f"{tool_label(t)} ({n} week{'s' if n > 1 else ''})" for t, n in sorted(left_out.items())
+    ]
+    tools_seen = sorted({t for _w, t, *_ in cells})
+    base = {"tools": tools_seen, "hidden": hidden, "weekly_only": f}
+    if f.tool and not shown:
+        return {"charts": [], "kpis": None, **base, "hidden": [tool_label(f.tool)]}
+    active = _rows(
+        f"""
+        WITH r AS MATERIALIZED (
+            SELECT t.developer_identity_id AS developer, t.week, t.tool, t.days::int AS days
+            FROM {TOOL_WEEKLY} t
+            JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
+              ON c.week = t.week AND c.tool = t.tool
+            WHERE t.organization_id = %(org)s
+        ),
+        used AS (SELECT developer, week, bit_or(days) AS days FROM r GROUP BY developer, week)
+        SELECT 0, week, days, NULL, count(*) FROM used GROUP BY week, days
+        UNION ALL
+        SELECT 1, NULL, NULL, tool, count(DISTINCT developer) FROM r GROUP BY tool
+        UNION ALL
+        SELECT 2, NULL, NULL, NULL, count(DISTINCT developer) FROM r
+        """,
+        {
+            "org": org_id,
+            "cell_weeks": [c[0] for c in shown],
+            "cell_tools": [c[1] for c in shown],
+        },
+    )
+    active_daily: dict = defaultdict(int)
+    active_weekly: dict = defaultdict(int)
+    adoption, everyone = [], 0
+    for kind, week, days, tool, n in active:
+        if kind == 0:
+            _count_active(active_daily, active_weekly, week, days, n)
+        elif kind == 1:
+            adoption.append((tool, n))
+        else:
+            everyone = n
+    by_week: dict = {}
+    by_week_tool = {}
+    for week, tool, _n, *values in shown:
+        by_week_tool[(week, tool)] = values
+        totals = by_week.setdefault(week, [0, 0, 0, 0])
+        for i, v in enumerate(values):
+            totals[i] += v
+    totals = [sum(t[i] for t in by_week.values()) for i in range(4)]
+    none = [None] * 4
+    shown_tools = sorted({t for _w, t, *_ in shown})
+    charts = [
+        Chart(
+            "active",
+            "Active developers per day",
+            ["Day", "Active developers"],
+            [[d.isoformat(), active_daily.get(d, 0)] for d in f.days],
+        ),
+        Chart(
+            "weekly",
+            "Active developers per week",
+            ["Week of", "Active developers"],
+            [[w.isoformat(), active_weekly.get(w, 0)] for w in weeks],
+            kind="bar",
+        ),
+        Chart(
+            "suggestions",
+            "Suggestions and acceptances per week",
+            ["Week of", "Suggestions", "Acceptances"],
+            [[w.isoformat(), *by_week.get(w, none)[:2]] for w in weeks],
+            kind="bar",
+        ),
+        Chart(
+            "rate",
+            "Acceptance rate per week",
+            ["Week of", "Acceptance rate (%)"],
+            [
+                [w.isoformat(), _rate(by_week[w][1], by_week[w][0]) if w in by_week else None]
+                for w in weeks
+            ],
+            percent=True,
+        ),
+        Chart(
+            "lines",
+            "Lines accepted per week",
+            ["Week of", "Lines accepted"],
+            [[w.isoformat(), by_week.get(w, none)[2]] for w in weeks],
+            kind="bar",
+        ),
+        Chart(
+            "sessions",
+            "Sessions per tool per week",
+            ["Week of", *[tool_label(t) for t in shown_tools]],
+            [
+                [w.isoformat(), *[by_week_tool.get((w, t), none)[3] for t in shown_tools]]
+                for w in weeks
+            ],
+            kind="bar",
+        ),
+        Chart(
+            "adoption",
+            "Tool adoption (developers active in the weeks shown)",
+            ["Tool", "Developers"],
+            [[tool_label(t), n] for t, n in sorted(adoption)],
+            kind="bar",
+        ),
+    ]
+    return {
+        "charts": [c.render() for c in charts],
+        "kpis": {
+            "developers": everyone,
+            "suggestions": totals[0],
+            "acceptances": totals[1],
+            "rate": _rate(totals[1], totals[0]),
+            "lines": totals[2],
+            "sessions": totals[3],
+        },
+        **base,
+    }
+
+
 def overview(org_id, f: Filters, *, people: bool = True) -> dict:
-    """The organisation's totals per day and week. For a viewer who may not see people
-    (`people` false: members), a tool fewer than `SMALL_COHORT` developers used in the range
-    is left out: its figures would be those few people's, on their own or as the difference
-    between the all-tools totals and the other tools'. Chosen on its own, nothing is shown."""
+    """The organisation's totals per day and week; for a viewer who may not see people
+    (`people` false: members), `_members_overview`."""
+    if not people:
+        return _members_overview(org_id, f)
     params = _params(org_id, f)
     per_day_tool = _rows(
         """
@@ -278,17 +438,7 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
             everyone = n
     adoption.sort()
     tools_seen = sorted({tool for _d, tool, *_ in per_day_tool})
-    hidden = [] if people else [t for t, n in adoption if n < SMALL_COHORT]
-    if f.tool in hidden:
-        return {"charts": [], "kpis": None, "tools": tools_seen, "hidden": [tool_label(f.tool)]}
-    adoption = [(t, n) for t, n in adoption if t not in hidden]
-    shown = [f.tool] if f.tool else [t for t in tools_seen if t not in hidden]
-    if hidden and not f.tool:
-        # Nor are the left-out tools' developers counted as active (all tools less the others
-        # would give their days).
-        active_daily, active_weekly, everyone = _active_without(
-            params | {"hidden": hidden}, whole_used, cut_used
-        )
+    shown = [f.tool] if f.tool else tools_seen
     by_day = defaultdict(lambda: [0, 0, 0, 0])
     by_day_tool = {}
     for day, tool, _active, s, a, c, sess in per_day_tool:
@@ -360,40 +510,8 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
             "sessions": totals[3],
         },
         "tools": tools_seen,
-        "hidden": [tool_label(t) for t in hidden],
+        "hidden": [],
     }
-
-
-def _active_without(params: dict, whole_used: str, cut_used: str) -> tuple[dict, dict, int]:
-    """Active developers per day and week, and in all, leaving out the tools of
-    `%(hidden)s`: (per day, per week, everyone)."""
-    rows = _rows(
-        f"""
-        WITH used AS MATERIALIZED (
-            SELECT developer, week, bit_or(days) AS days
-            FROM (
-                SELECT developer, week, tool, days FROM ({whole_used}) w
-                UNION ALL
-                SELECT developer, week, tool, days FROM ({cut_used}) c
-            ) r
-            WHERE tool <> ALL(%(hidden)s::text[])
-            GROUP BY developer, week
-        )
-        SELECT week, days, count(*) FROM used GROUP BY week, days
-        UNION ALL
-        SELECT NULL, NULL, count(DISTINCT developer) FROM used
-        """,
-        params,
-    )
-    daily: dict = defaultdict(int)
-    weekly: dict = defaultdict(int)
-    everyone = 0
-    for week, days, n in rows:
-        if week is None:
-            everyone = n
-        else:
-            _count_active(daily, weekly, week, days, n)
-    return daily, weekly, everyone
 
 
 def _count_active(daily: dict, weekly: dict, week, days: int, n: int) -> None:
@@ -745,23 +863,14 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     in `overview`): any cohort's figures for it would be those few people's; nor a week's
     acceptances per active developer when fewer than five of the cohort were active, or when
     the totals would give away such a few's (`_held_back`)."""
-    widened = None
+    widened = cells = None
     if not people:
-        # Whole weeks only: figures of a week cut two ways, one less the other, would be
-        # those of the days in between.
-        widened = replace(
-            f,
-            start=f.start - dt.timedelta(days=f.start.weekday()),
-            end=f.end + dt.timedelta(days=6 - f.end.weekday()),
-        )
-        f = widened
-        if f.tool:
-            users = _rows(
-                f"SELECT count(*) FROM {_developer_totals(f, 'suggestions')} r",
-                _params(org_id, f),
-            )[0][0]
-            if users < SMALL_COHORT:
-                return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
+        # Whole weeks only (figures of a week cut two ways, one less the other, would be those
+        # of the days in between), and only the weeks of a tool that at least five used.
+        f = widened = _whole_weeks(f)
+        cells = [(w, t) for w, t, n, *_ in _tool_weeks(org_id, f) if n >= SMALL_COHORT]
+        if f.tool and not cells:
+            return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
     # Usage tiers follow the range for admins; for members they are those of the last four
     # weeks of data, whatever the range: tiers that moved with it would let the same week
     # be read off two groups that differ by a few people.
@@ -784,23 +893,19 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     params = _params(org_id, f) | {
         "people": [p for p, _i in pairs],
         "cohort": [i for _p, i in pairs],
-        "min_users": SMALL_COHORT,
     }
     weekly_rows = f"SELECT developer, week, acceptances FROM {_range_rows(f, 'acceptances')} r"
     everyone = ""
-    if not people:
+    if cells is not None:
         everyone = "SELECT -1, week, count(*), sum(acceptances)::bigint FROM d GROUP BY week"
         everyone = f"UNION ALL {everyone}"
-        if not f.tool:
-            weekly_rows = f"""
-            SELECT developer, week, sum(acceptances)::bigint AS acceptances
+        params |= {"cell_weeks": [w for w, _t in cells], "cell_tools": [t for _w, t in cells]}
+        weekly_rows = f"""
+            SELECT developer, r.week, sum(acceptances)::bigint AS acceptances
             FROM {_range_rows(f, "acceptances", per_tool=True)} r
-            WHERE tool IN (
-                SELECT tool FROM {TOOL_WEEKLY}
-                WHERE organization_id = %(org)s AND week BETWEEN %(whole_first)s AND %(whole_last)s
-                GROUP BY tool HAVING count(DISTINCT developer_identity_id) >= %(min_users)s
-            )
-            GROUP BY developer, week"""
+            JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
+              ON c.week = r.week AND c.tool = r.tool
+            GROUP BY developer, r.week"""
     weekly = _rows(
         f"""
         WITH d AS MATERIALIZED ({weekly_rows})
@@ -825,6 +930,7 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     weeks = sorted({w for cohort, w, _n, _a in weekly if cohort is None})
     counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
     held = set() if people else _held_back(shown, weeks, counts)
+    cell_weeks = {w for w, _t in cells or ()}
     table = []
     for name in order:
         small = len(members[name]) < SMALL_COHORT
@@ -847,7 +953,12 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
                 row["weeks"].append(
                     {
                         "week": week,
-                        "active_share": round(100 * n_active / len(members[name]), 1),
+                        # No figure for a week whose every tool is left out (members).
+                        "active_share": (
+                            round(100 * n_active / len(members[name]), 1)
+                            if cells is None or week in cell_weeks
+                            else None
+                        ),
                         # No figure with nobody active, nor where it is held back.
                         "per_active": (
                             round(total / n_active, 1)

@@ -40,7 +40,7 @@ def member_sees(client, org, query, by):
         n = round(week["active_share"] * cohort["size"] / 100)
         per = week["per_active"]
         shown[cohort["name"]] = (n, None if per is None else round(per * n))
-    return week_active, sum(row[2] for row in daily.rows), shown
+    return week_active, sum(row[2] or 0 for row in daily.rows), shown
 
 
 def assert_no_few_left_over(active, shown):
@@ -177,3 +177,59 @@ def test_usage_tiers_do_not_move_with_the_range(client_for, bob, dave, org_a, tm
     # Admins' tiers follow the range.
     admin = client_for(dave)
     assert heavy(admin, "2026-04-05") != heavy(admin, "2026-04-12")
+
+
+def test_a_day_few_worked_is_not_shown_to_members(client_for, bob, dave, org_a, tmp_path):
+    """Ten developers on Monday and Tuesday, d0 alone on Saturday: a per-day chart would show
+    d0's Saturday, and Monday to Sunday less Monday to Friday would too. Members get whole
+    weeks; admins still get days."""
+    records = [
+        copilot_record(f"d{i}", day=day) for i in range(10) for day in ("2026-03-30", "2026-03-31")
+    ]
+    records.append(
+        copilot_record("d0", day="2026-04-04", code_generation_activity_count=37, loc_added_sum=39)
+    )
+    load(org_a, tmp_path, records)
+    member = client_for(bob)
+    kpis = [
+        member.get(url("overview", org_a), {"start": "2026-03-30", "end": end}).context["kpis"]
+        for end in ("2026-04-03", "2026-04-05")
+    ]
+    assert kpis[0] == kpis[1]
+    response = member.get(url("overview", org_a), {"start": "2026-03-30", "end": "2026-04-05"})
+    suggestions = next(c for c in response.context["charts"] if c.id == "suggestions")
+    assert suggestions.columns[0] == "Week of"
+    assert [row[1] for row in suggestions.rows] == [10 * 2 * 10 + 37]
+    assert "Figures by whole week" in response.content.decode()
+    admin = client_for(dave).get(
+        url("overview", org_a), {"start": "2026-03-30", "end": "2026-04-05"}
+    )
+    days = next(c for c in admin.context["charts"] if c.id == "suggestions")
+    assert dict((row[0], row[1]) for row in days.rows)["2026-04-04"] == 37
+
+
+def test_a_pilot_tools_early_weeks_stay_out_when_the_range_grows(client_for, bob, org_a, tmp_path):
+    """d0 tries Cursor alone in week 1; five others use it in week 3. Over weeks 1-3 Cursor
+    has enough users for the range, but not for week 1: that week stays out, on the overview
+    and in the cohorts (all tools over weeks 1-3 less week 1 alone would be d0's Cursor)."""
+    team = [f"t{i}" for i in range(10)]
+    load(
+        org_a,
+        tmp_path,
+        [copilot_record(login, day="2026-03-31") for login in team],
+        [(login, "t") for login in team],
+    )
+    header = "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+    rows = "2026-03-31,cursor,t0,,50,21,0,1\n" + "".join(
+        f"2026-04-14,cursor,p{i},,10,4,0,1\n" for i in range(5)
+    )
+    assert ingest(org_a, write(tmp_path, "cursor.csv", header + rows)).status == "succeeded"
+    member = client_for(bob)
+    three = {"start": "2026-03-30", "end": "2026-04-19"}
+    pilot = member.get(url("overview", org_a), {**three, "tool": "cursor"}).context
+    suggestions = next(c for c in pilot["charts"] if c.id == "suggestions")
+    assert [row[1] for row in suggestions.rows] == [None, None, 50]
+    assert pilot["kpis"]["suggestions"] == 50
+    week_one = member_sees(member, org_a, WEEK, "team")[2]
+    over_three = member_sees(member, org_a, three, "team")[2]
+    assert week_one["t"] == over_three["t"]

@@ -81,18 +81,18 @@ def test_a_tool_fewer_than_five_used_is_left_out_for_members(
     # With all tools, its figures are not in the totals (else: totals less Copilot's).
     everything = member.get(url("overview", org_a))
     assert everything.context["kpis"]["suggestions"] == copilot
-    assert everything.context["hidden"] == ["Claude Code"]
+    assert everything.context["hidden"] == ["Claude Code (1 week)"]
     sessions = next(c for c in everything.context["charts"] if c.id == "sessions")
-    assert sessions.columns == ["Day", "GitHub Copilot"]
+    assert sessions.columns == ["Week of", "GitHub Copilot"]
     adoption = next(c for c in everything.context["charts"] if c.id == "adoption")
     assert [row[0] for row in adoption.rows] == ["GitHub Copilot"]
-    assert "Left out of these figures: Claude Code" in everything.content.decode()
+    assert "fewer than 5 developers used it: Claude Code (1 week)" in (everything.content.decode())
     # Nor are its developer's active days counted (all tools less Copilot would give them).
     assert everything.context["kpis"]["developers"] == 6
     active = next(c for c in everything.context["charts"] if c.id == "active")
     assert dict(active.rows)["2026-04-02"] == 6
     weekly = next(c for c in everything.context["charts"] if c.id == "weekly")
-    assert [n for _week, n in weekly.rows] == [6]
+    assert [n for _week, n in weekly.rows if n] == [6]
     # Nor are cohorts broken down for it.
     cohorts = member.get(url("cohorts", org_a), {"by": "adoption", "tool": "claude_code"})
     assert cohorts.context["cohorts"] == []
@@ -176,7 +176,7 @@ def test_chart_csv_download(client_for, bob, org_a, tmp_path):
     response = client_for(bob).get(url("overview", org_a), {"csv": "suggestions"})
     assert response["Content-Type"].startswith("text/csv")
     lines = response.content.decode().splitlines()
-    assert lines[0] == "Day,Suggestions,Acceptances"
+    assert lines[0] == "Week of,Suggestions,Acceptances"  # members get weeks
     assert len(lines) > 1
 
 
@@ -250,10 +250,15 @@ def test_a_week_with_fewer_than_five_active_gives_members_no_per_developer_figur
 ):
     """A team of six with two active in a week: their acceptances per active developer would
     be those two's. Members get a gap (table and chart); admins, who see people, the figure."""
-    records = [
-        copilot_record(f"dev{i}", day="2026-04-01", code_acceptance_activity_count=3 + i)
-        for i in range(2)
-    ] + [copilot_record(f"dev{i}", day="2026-04-07") for i in range(6)]
+    records = (
+        [
+            copilot_record(f"dev{i}", day="2026-04-01", code_acceptance_activity_count=3 + i)
+            for i in range(2)
+        ]
+        + [copilot_record(f"dev{i}", day="2026-04-07") for i in range(6)]
+        # Five others that week, in no team: Copilot's week has at least five users.
+        + [copilot_record(f"other{i}", day="2026-04-01") for i in range(5)]
+    )
     assert ingest(org_a, write(tmp_path, "weeks.ndjson", ndjson(records))).status == "succeeded"
     mapping = "github_login,email,name,team\n" + "".join(f"dev{i},,,web\n" for i in range(6))
     assert ingest(org_a, write(tmp_path, "map.csv", mapping)).status == "succeeded"
@@ -328,15 +333,15 @@ def test_a_line_chart_leaves_a_gap_where_there_is_no_figure():
         assert Chart("n", "N", ["Day", "n"], [], kind=kind).render().svg["empty"]
 
 
-def test_a_day_without_suggestions_has_no_acceptance_rate(client_for, bob, org_a, tmp_path):
+def test_a_day_without_suggestions_has_no_acceptance_rate(client_for, dave, org_a, tmp_path):
     load(org_a, tmp_path)  # 2026-04-01 to 2026-04-03
-    response = client_for(bob).get(
+    response = client_for(dave).get(
         url("overview", org_a), {"start": "2026-03-31", "end": "2026-04-01"}
     )
     rate = next(c for c in response.context["charts"] if c.id == "rate")
     assert rate.rows[0] == ["2026-03-31", None]
     assert rate.rows[1][1] == pytest.approx(40.0, abs=20)
-    empty = client_for(bob).get(
+    empty = client_for(dave).get(
         url("overview", org_a), {"start": "2026-03-01", "end": "2026-03-02"}
     )
     assert empty.context["kpis"]["rate"] is None
