@@ -781,21 +781,22 @@ def broken_down(groups: dict[str, set], *, counted=None, disjoint: bool = False)
     return shown
 
 
-def _held_back(shown: list[str], weeks: list, counts: dict) -> set[tuple]:
+def _held_back(shown: list[str], weeks: list, counts: dict, also: set = frozenset()) -> set[tuple]:
     """For a viewer who may not see people: the (shown cohort's index, week) cells whose
     acceptances per active developer are left out. Those of fewer than `SMALL_COHORT` active
     developers, as they would be those few's; then, week by week, the next smallest while the
     developers active that week but in no figure shown (in held-back cells, cohorts not broken
     down, or none) are 1 to 4: the week's totals less the figures shown would be theirs.
-    `counts[(index, week)]`: (active, acceptances), index -1 for everyone. The shown cohorts
-    are disjoint (`broken_down(disjoint=True)`), so their active developers add up."""
+    `counts[(index, week)]`: (active, acceptances), index -1 for everyone; `also`: cells to
+    hold back for another reason. The shown cohorts are disjoint
+    (`broken_down(disjoint=True)`), so their active developers add up."""
     held = set()
     for week in weeks:
         cover = counts.get((-1, week), (0, 0))[0]
         rest = []
         for index in range(len(shown)):
             n_active = counts.get((index, week), (0, 0))[0]
-            if 0 < n_active < SMALL_COHORT:
+            if 0 < n_active < SMALL_COHORT or (n_active and (index, week) in also):
                 held.add((index, week))
             elif n_active:
                 cover -= n_active
@@ -929,7 +930,28 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     )
     weeks = sorted({w for cohort, w, _n, _a in weekly if cohort is None})
     counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
-    held = set() if people else _held_back(shown, weeks, counts)
+    few_of_a_tool: set = set()
+    if cells is not None and not f.tool and len({t for _w, t in cells}) > 1:
+        # A cohort's week with 1 to 4 of its active developers on some tool: its all-tools
+        # figure less that of the other tools (chosen one by one) would be those few's.
+        few_of_a_tool = set(
+            _rows(
+                f"""
+                SELECT DISTINCT cohort, week FROM (
+                    SELECT m.cohort, r.week
+                    FROM {_range_rows(f, "acceptances", per_tool=True)} r
+                    JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
+                      ON c.week = r.week AND c.tool = r.tool
+                    JOIN unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)
+                      ON m.developer = r.developer
+                    GROUP BY m.cohort, r.week, r.tool
+                    HAVING count(*) < %(small)s
+                ) few
+                """,
+                params | {"small": SMALL_COHORT},
+            )
+        )
+    held = set() if people else _held_back(shown, weeks, counts, also=few_of_a_tool)
     cell_weeks = {w for w, _t in cells or ()}
     table = []
     for name in order:

@@ -233,3 +233,26 @@ def test_a_pilot_tools_early_weeks_stay_out_when_the_range_grows(client_for, bob
     week_one = member_sees(member, org_a, WEEK, "team")[2]
     over_three = member_sees(member, org_a, three, "team")[2]
     assert week_one["t"] == over_three["t"]
+
+
+def test_a_cohorts_all_tools_less_one_tool_gives_nothing_away(client_for, bob, org_a, tmp_path):
+    """Team a: six on Copilot, and a0 alone of them on Cursor (which six use in all). The
+    team's all-tools week less its Copilot week would be a0's Cursor week."""
+    team = [f"a{i}" for i in range(6)]
+    load(
+        org_a,
+        tmp_path,
+        [copilot_record(login, day="2026-04-01") for login in team],
+        [(login, "a") for login in team],
+    )
+    header = "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
+    rows = "".join(
+        f"2026-04-01,cursor,{login},,20,9,0,1\n" for login in ["a0", *map("x{}".format, range(5))]
+    )
+    assert ingest(org_a, write(tmp_path, "cursor.csv", header + rows)).status == "succeeded"
+    member = client_for(bob)
+    all_tools = member_sees(member, org_a, WEEK, "team")[2]
+    copilot = member.get(url("cohorts", org_a), {**WEEK, "by": "team", "tool": "copilot"})
+    (team_a,) = copilot.context["cohorts"]
+    assert team_a["weeks"][0]["per_active"] == 4.0  # Copilot alone: six, shown
+    assert all_tools["a"] == (6, None)  # so all tools are held back
