@@ -354,6 +354,24 @@ def run() -> dict:
         for name, url in pages.items():
             figures[name] = timed_get(client, url)
             _progress(name, figures[name])
+        # A member's pages are another code path: whole weeks, (week, tool) cells of at least
+        # five developers, complementary suppression in the cohorts.
+        from tap.orgs.models import OrganizationMember, Role
+        from tap.tenancy import org_context
+
+        member = User.objects.create_user(f"bench-member-{suffix}@bench.example", None)
+        with org_context(org.pk):
+            OrganizationMember.objects.create(organization=org, user=member, role=Role.MEMBER)
+        member_client = Client(HTTP_HOST="localhost")
+        member_client.force_login(member)
+        for name in (
+            "overview_28_days",
+            "overview_all_days",
+            "cohorts_tier_28_days",
+            "cohorts_adoption_28_days",
+        ):
+            figures[f"member_{name}"] = timed_get(member_client, pages[name])
+            _progress(f"member_{name}", figures[f"member_{name}"])
         figures["daily_rows"] = copilot_rows + claude_rows
         figures["max_rss_bench_process_mb"] = round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -366,4 +384,5 @@ def run() -> dict:
         started = time.perf_counter()
         org_services.org_delete(actor=user, org=org)
         figures["delete_org_s"] = round(time.perf_counter() - started, 1)
+        User.objects.using("service").filter(email=f"bench-member-{suffix}@bench.example").delete()
         user.delete(using="service")
