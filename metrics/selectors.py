@@ -275,27 +275,43 @@ def _members_overview(org_id, f: Filters) -> dict:
     base = {"tools": tools_seen, "hidden": hidden, "weekly_only": f}
     if f.tool and not shown:
         return {"charts": [], "kpis": None, **base, "hidden": [tool_label(f.tool)]}
+    # The rows of the cells shown: all of the range's, nearly always (then a developer's week
+    # is one row of the all-tools rollup, as in `overview`); else those of the cells shown,
+    # with a developer's days in them OR-ed across tools.
+    params = _params(org_id, f) | {
+        "cell_weeks": [c[0] for c in shown],
+        "cell_tools": [c[1] for c in shown],
+    }
+    in_cells = f"""
+        SELECT t.developer_identity_id AS developer, t.week, t.tool, t.days::int AS days
+        FROM {TOOL_WEEKLY} t
+        JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
+          ON c.week = t.week AND c.tool = t.tool
+        WHERE t.organization_id = %(org)s"""
+    if len(shown) == len(cells):
+        # No cut weeks: `f` is whole weeks. (The join with the cells would do, but its rows
+        # are estimated at a few per cell: sorted to disk, not hashed.)
+        whole, _cut = _range_parts(f)
+        weeks_used = f"SELECT week, days, count(*) FROM ({whole}) w GROUP BY week, days"
+        in_cells, _cut = _range_parts(f, per_tool=True)
+    else:
+        weeks_used = f"""
+            SELECT week, days, count(*) FROM (
+                SELECT developer, week, bit_or(days) AS days FROM ({in_cells}) r
+                GROUP BY developer, week
+            ) w GROUP BY week, days"""
     active = _rows(
         f"""
-        WITH r AS MATERIALIZED (
-            SELECT t.developer_identity_id AS developer, t.week, t.tool, t.days::int AS days
-            FROM {TOOL_WEEKLY} t
-            JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
-              ON c.week = t.week AND c.tool = t.tool
-            WHERE t.organization_id = %(org)s
-        ),
-        used AS (SELECT developer, week, bit_or(days) AS days FROM r GROUP BY developer, week)
-        SELECT 0, week, days, NULL, count(*) FROM used GROUP BY week, days
+        WITH used AS MATERIALIZED (
+            SELECT tool, developer FROM ({in_cells}) r GROUP BY tool, developer
+        )
+        SELECT 0, week, days, NULL, count FROM ({weeks_used}) w
         UNION ALL
-        SELECT 1, NULL, NULL, tool, count(DISTINCT developer) FROM r GROUP BY tool
+        SELECT 1, NULL, NULL, tool, count(*) FROM used GROUP BY tool
         UNION ALL
-        SELECT 2, NULL, NULL, NULL, count(DISTINCT developer) FROM r
+        SELECT 2, NULL, NULL, NULL, count(*) FROM (SELECT developer FROM used GROUP BY developer) d
         """,
-        {
-            "org": org_id,
-            "cell_weeks": [c[0] for c in shown],
-            "cell_tools": [c[1] for c in shown],
-        },
+        params,
     )
     active_daily: dict = defaultdict(int)
     active_weekly: dict = defaultdict(int)
@@ -869,7 +885,11 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         # Whole weeks only (figures of a week cut two ways, one less the other, would be those
         # of the days in between), and only the weeks of a tool that at least five used.
         f = widened = _whole_weeks(f)
-        cells = [(w, t) for w, t, n, *_ in _tool_weeks(org_id, f) if n >= SMALL_COHORT]
+        tool_weeks = _tool_weeks(org_id, f)
+        cells = [(w, t) for w, t, n, *_ in tool_weeks if n >= SMALL_COHORT]
+        # Every cell shown (nearly always): no need to pick the rows of those shown (see
+        # `_members_overview`).
+        all_cells = len(cells) == len(tool_weeks)
         if f.tool and not cells:
             return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
     # Usage tiers follow the range for admins; for members they are those of the last four
@@ -897,15 +917,18 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     }
     weekly_rows = f"SELECT developer, week, acceptances FROM {_range_rows(f, 'acceptances')} r"
     everyone = ""
+    in_cells = ""
     if cells is not None:
         everyone = "SELECT -1, week, count(*), sum(acceptances)::bigint FROM d GROUP BY week"
         everyone = f"UNION ALL {everyone}"
         params |= {"cell_weeks": [w for w, _t in cells], "cell_tools": [t for _w, t in cells]}
+    if cells is not None and not all_cells:
+        in_cells = """
+            JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
+              ON c.week = r.week AND c.tool = r.tool"""
         weekly_rows = f"""
             SELECT developer, r.week, sum(acceptances)::bigint AS acceptances
-            FROM {_range_rows(f, "acceptances", per_tool=True)} r
-            JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
-              ON c.week = r.week AND c.tool = r.tool
+            FROM {_range_rows(f, "acceptances", per_tool=True)} r {in_cells}
             GROUP BY developer, r.week"""
     weekly = _rows(
         f"""
@@ -939,9 +962,7 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
                 f"""
                 SELECT DISTINCT cohort, week FROM (
                     SELECT m.cohort, r.week
-                    FROM {_range_rows(f, "acceptances", per_tool=True)} r
-                    JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
-                      ON c.week = r.week AND c.tool = r.tool
+                    FROM {_range_rows(f, "acceptances", per_tool=True)} r {in_cells}
                     JOIN unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)
                       ON m.developer = r.developer
                     GROUP BY m.cohort, r.week, r.tool
