@@ -227,6 +227,19 @@ _LAST_DAY = _by_mask(max(m.bit_length() - 1, 0) for m in range(128))
 # --- overview ----------------------------------------------------------------------------------
 
 
+def _kpis(developers: int, totals: list) -> dict:
+    """The overview's headline figures: active developers, and the four counters' totals."""
+    suggestions, acceptances, lines, sessions = totals
+    return {
+        "developers": developers,
+        "suggestions": suggestions,
+        "acceptances": acceptances,
+        "rate": _rate(acceptances, suggestions),
+        "lines": lines,
+        "sessions": sessions,
+    }
+
+
 def _whole_weeks(f: Filters) -> Filters:
     """The range from the Monday of its first week to the Sunday of its last."""
     return replace(
@@ -391,14 +404,7 @@ def _members_overview(org_id, f: Filters) -> dict:
     ]
     return {
         "charts": [c.render() for c in charts],
-        "kpis": {
-            "developers": everyone,
-            "suggestions": totals[0],
-            "acceptances": totals[1],
-            "rate": _rate(totals[1], totals[0]),
-            "lines": totals[2],
-            "sessions": totals[3],
-        },
+        "kpis": _kpis(everyone, totals),
         **base,
     }
 
@@ -517,14 +523,7 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
     ]
     return {
         "charts": [c.render() for c in charts],
-        "kpis": {
-            "developers": everyone,
-            "suggestions": totals[0],
-            "acceptances": totals[1],
-            "rate": _rate(totals[1], totals[0]),
-            "lines": totals[2],
-            "sessions": totals[3],
-        },
+        "kpis": _kpis(everyone, totals),
         "tools": tools_seen,
         "hidden": [],
     }
