@@ -875,10 +875,10 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
 def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     """Cohorts side by side, week by week: developers, active share and acceptances per
     active developer. A cohort of fewer than five developers is not broken down. For a
-    viewer who may not see people, neither is a tool fewer than five used in the range (as
-    in `overview`): any cohort's figures for it would be those few people's; nor a week's
-    acceptances per active developer when fewer than five of the cohort were active, or when
-    the totals would give away such a few's (`_held_back`)."""
+    viewer who may not see people, as on their overview (`_members_overview`): whole weeks,
+    without a tool's weeks that fewer than five used; usage tiers of a fixed window; teams
+    that overlap a larger one shown not broken down; and a week's figure held back where it
+    would be, or with the totals would give away, fewer than five people's (`_held_back`)."""
     widened = cells = None
     if not people:
         # Whole weeks only (figures of a week cut two ways, one less the other, would be those
