@@ -286,8 +286,9 @@ def _members_overview(org_id, f: Filters) -> dict:
     ]
     tools_seen = sorted({t for _w, t, *_ in cells})
     base = {"tools": tools_seen, "hidden": hidden, "weekly_only": f}
-    if f.tool and not shown:
-        return {"charts": [], "kpis": None, **base, "hidden": [tool_label(f.tool)]}
+    if cells and not shown:  # every week of every tool left out: no figure at all
+        every = ", ".join(tool_label(t) for t in tools_seen)
+        return {"charts": [], "kpis": None, **base, "hidden": [every]}
     # The rows of the cells shown: all of the range's, nearly always (then a developer's week
     # is one row of the all-tools rollup, as in `overview`); else those of the cells shown,
     # with a developer's days in them OR-ed across tools.
@@ -328,6 +329,12 @@ def _members_overview(org_id, f: Filters) -> dict:
     )
     active_daily: dict = defaultdict(int)
     active_weekly: dict = defaultdict(int)
+    # Weeks with data but no cell shown: no figure (not 0 active), the days too.
+    held_weeks = {c[0] for c in cells} - {c[0] for c in shown}
+    for week in held_weeks:
+        active_weekly[week] = None
+        for k in range(7):
+            active_daily[week + dt.timedelta(days=k)] = None
     adoption, everyone = [], 0
     for kind, week, days, tool, n in active:
         if kind == 0:
@@ -889,8 +896,11 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         # Every cell shown (nearly always): no need to pick the rows of those shown (see
         # `_members_overview`).
         all_cells = len(cells) == len(tool_weeks)
-        if f.tool and not cells:
-            return {"cohorts": [], "charts": [], "weeks": [], "hidden": tool_label(f.tool)}
+        if tool_weeks and not cells:
+            every = tool_label(f.tool) or ", ".join(
+                tool_label(t) for t in sorted({t for _w, t, *_ in tool_weeks})
+            )
+            return {"cohorts": [], "charts": [], "weeks": [], "hidden": every}
     # Usage tiers follow the range for admins; for members they are those of the last four
     # weeks of data, whatever the range: tiers that moved with it would let the same week
     # be read off two groups that differ by a few people.

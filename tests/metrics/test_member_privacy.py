@@ -87,7 +87,7 @@ def test_overlapping_teams_are_not_both_broken_down(client_for, bob, org_a, tmp_
     assert not rows["big"]["suppressed"]
     assert rows["sub"]["suppressed"]
     assert rows["sub"]["overlaps"]
-    assert "shares developers with a larger cohort" in response.content.decode()
+    assert "shares developers with a cohort shown" in response.content.decode()
 
 
 def test_held_back_teams_that_overlap_count_their_people_once(client_for, bob, org_a, tmp_path):
@@ -141,7 +141,7 @@ def test_cutting_a_week_two_ways_gives_nothing_away(client_for, bob, org_a, tmp_
     ]
     assert figures[0] == figures[1]
     response = client.get(url("cohorts", org_a), {"start": "2026-03-31", "end": "2026-04-01"})
-    assert "Weeks are shown whole: Mar 30 to Apr 5, 2026" in response.content.decode()
+    assert "Weeks are shown whole: Mar 30, 2026 to Apr 5, 2026" in response.content.decode()
 
 
 def test_usage_tiers_do_not_move_with_the_range(client_for, bob, dave, org_a, tmp_path):
@@ -256,3 +256,32 @@ def test_a_cohorts_all_tools_less_one_tool_gives_nothing_away(client_for, bob, o
     (team_a,) = copilot.context["cohorts"]
     assert team_a["weeks"][0]["per_active"] == 4.0  # Copilot alone: six, shown
     assert all_tools["a"] == (6, None)  # so all tools are held back
+
+
+def test_a_week_left_out_is_no_figure_not_nobody(client_for, bob, dave, org_a, tmp_path):
+    """Eight on Copilot one week, three the next: members get no figure for the second week,
+    active developers included (0 would say nobody worked); admins get 3."""
+    records = [copilot_record(f"d{i}", day="2026-04-01") for i in range(8)]
+    records += [copilot_record(f"d{i}", day="2026-04-08") for i in range(3)]
+    load(org_a, tmp_path, records)
+    query = {"start": "2026-03-30", "end": "2026-04-12"}
+    member = client_for(bob).get(url("overview", org_a), query).context
+    weekly = next(c for c in member["charts"] if c.id == "weekly")
+    assert [n for _week, n in weekly.rows] == [8, None]
+    daily = dict(next(c for c in member["charts"] if c.id == "active").rows)
+    assert (daily["2026-04-01"], daily["2026-04-08"]) == (8, None)
+    admin = client_for(dave).get(url("overview", org_a), query).context
+    assert [n for _w, n in next(c for c in admin["charts"] if c.id == "weekly").rows] == [8, 3]
+
+
+def test_with_every_week_left_out_members_get_the_notice_not_zeros(
+    client_for, bob, org_a, tmp_path
+):
+    load(org_a, tmp_path, [copilot_record(f"d{i}", day="2026-04-01") for i in range(3)])
+    member = client_for(bob)
+    overview = member.get(url("overview", org_a), WEEK)
+    assert overview.context["kpis"] is None
+    assert "Fewer than 5 developers used GitHub Copilot in any week" in overview.content.decode()
+    cohorts = member.get(url("cohorts", org_a), {**WEEK, "by": "adoption"})
+    assert cohorts.context["cohorts"] == []
+    assert "Fewer than 5 developers used GitHub Copilot in any week" in cohorts.content.decode()
