@@ -109,8 +109,11 @@ def _empty(values: list[list[float | None]]) -> bool:
     return all(v is None for row in values for v in row)
 
 
-def _top(values: list[list[float | None]]) -> float:
-    return _nice_max(max((v for row in values for v in row if v is not None), default=0))
+def _top(values: list[list[float | None]], percent: bool = False) -> float:
+    """The axis' top: a round number above the largest value; 100 for percentages up to it
+    (a share of 0 % on a scale of 1 % labels its ticks 0 %, 0 %, 0 %, 1 %, 1 %)."""
+    top = _nice_max(max((v for row in values for v in row if v is not None), default=0))
+    return max(top, 100) if percent else top
 
 
 def _x_labels(chart: Chart, xs: list[float]) -> list[dict]:
@@ -121,7 +124,7 @@ def _x_labels(chart: Chart, xs: list[float]) -> list[dict]:
 
 def _line(chart: Chart) -> dict:
     values = _values(chart)
-    top = _top(values)
+    top = _top(values, chart.percent)
     frame = _frame(chart, top)
     n = len(values)
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
@@ -157,7 +160,7 @@ def _line(chart: Chart) -> dict:
 
 def _bars(chart: Chart) -> dict:
     values = _values(chart)
-    top = _top(values)
+    top = _top(values, chart.percent)
     frame = _frame(chart, top)
     n = max(1, len(values))
     k = max(1, len(chart.columns) - 1)

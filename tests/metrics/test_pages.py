@@ -327,6 +327,9 @@ def test_a_line_chart_leaves_a_gap_where_there_is_no_figure():
     assert '<td class="text-end">—</td>' in str(chart.table_body)
     bars = Chart("b", "B", ["Day", "n"], [["a", 1], ["b", None]], kind="bar").render()
     assert len(bars.svg["bars"]) == 1
+    # A share of 0 % is drawn on a scale of 0 to 100 %, not 0 to 1 %.
+    zero = Chart("z", "Z", ["Week", "Share"], [["a", 0.0]], percent=True).render()
+    assert [t["label"] for t in zero.svg["ticks"]] == ["0%", "25%", "50%", "75%", "100%"]
     # No figure anywhere: "No data in this range", not empty axes.
     for kind in ("line", "bar"):
         assert Chart("n", "N", ["Day", "n"], [["a", None]], kind=kind).render().svg["empty"]
