@@ -266,6 +266,37 @@ def _tool_weeks(org_id, f: Filters) -> list[tuple]:
     )
 
 
+@dataclass
+class _Cells:
+    """The (week, tool) cells of a whole-week range (`_tool_weeks` rows: `every`), and those a
+    viewer who may not see people is shown: the ones at least `SMALL_COHORT` developers used."""
+
+    every: list[tuple]
+
+    @property
+    def shown(self) -> list[tuple]:
+        return [c for c in self.every if c[2] >= SMALL_COHORT]
+
+    @property
+    def all_shown(self) -> bool:
+        return all(c[2] >= SMALL_COHORT for c in self.every)
+
+    @property
+    def params(self) -> dict:
+        return {"cell_weeks": [c[0] for c in self.shown], "cell_tools": [c[1] for c in self.shown]}
+
+    @property
+    def join(self) -> str:
+        """A JOIN that keeps the rows `r` (week, tool) of the cells shown; none when every cell
+        is (nearly always): the join's rows are estimated at a few per cell, so the planner
+        sorts them, to disk, where it would hash the range's rows."""
+        if self.all_shown:
+            return ""
+        return """
+            JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
+              ON c.week = r.week AND c.tool = r.tool"""
+
+
 def _members_overview(org_id, f: Filters) -> dict:
     """The overview for a viewer who may not see people: by whole week, and without the weeks
     of a tool that fewer than `SMALL_COHORT` developers used — a weekend's or a pilot's
@@ -274,40 +305,28 @@ def _members_overview(org_id, f: Filters) -> dict:
     gives fewer away. Active developers stay per day too (counts, not figures), over the weeks
     and tools shown."""
     f = _whole_weeks(f)
-    cells = _tool_weeks(org_id, f)
-    shown = [c for c in cells if c[2] >= SMALL_COHORT]
+    cells = _Cells(_tool_weeks(org_id, f))
+    shown = cells.shown
     left_out: dict = defaultdict(int)
-    for _week, tool, n, *_ in cells:
+    for _week, tool, n, *_ in cells.every:
         if n < SMALL_COHORT:
             left_out[tool] += 1
     weeks = [f.start + dt.timedelta(days=7 * i) for i in range(len(f.days) // 7)]
     hidden = [
         f"{tool_label(t)} ({n} week{'s' if n > 1 else ''})" for t, n in sorted(left_out.items())
     ]
-    tools_seen = sorted({t for _w, t, *_ in cells})
-    base = {"tools": tools_seen, "hidden": hidden, "weekly_only": f}
-    if cells and not shown:  # every week of every tool left out: no figure at all
+    tools_seen = sorted({t for _w, t, *_ in cells.every})
+    base = {"tools": tools_seen, "hidden": hidden, "widened": f}
+    if cells.every and not shown:  # every week of every tool left out: no figure at all
         every = ", ".join(tool_label(t) for t in tools_seen)
         return {"charts": [], "kpis": None, **base, "hidden": [every]}
-    # The rows of the cells shown: all of the range's, nearly always (then a developer's week
-    # is one row of the all-tools rollup, as in `overview`); else those of the cells shown,
-    # with a developer's days in them OR-ed across tools.
-    params = _params(org_id, f) | {
-        "cell_weeks": [c[0] for c in shown],
-        "cell_tools": [c[1] for c in shown],
-    }
-    in_cells = f"""
-        SELECT t.developer_identity_id AS developer, t.week, t.tool, t.days::int AS days
-        FROM {TOOL_WEEKLY} t
-        JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
-          ON c.week = t.week AND c.tool = t.tool
-        WHERE t.organization_id = %(org)s"""
-    if len(shown) == len(cells):
-        # No cut weeks: `f` is whole weeks. (The join with the cells would do, but its rows
-        # are estimated at a few per cell: sorted to disk, not hashed.)
-        whole, _cut = _range_parts(f)
+    # A developer's active days in a week: one row of the all-tools rollup when every cell is
+    # shown (as in `overview`), else their days in the cells shown, OR-ed across tools.
+    in_cells = f"SELECT developer, r.week, r.tool, days FROM {_range_rows(f, per_tool=True)} r"
+    in_cells += cells.join
+    if cells.all_shown:
+        whole, _cut = _range_parts(f)  # no cut weeks: `f` is whole weeks
         weeks_used = f"SELECT week, days, count(*) FROM ({whole}) w GROUP BY week, days"
-        in_cells, _cut = _range_parts(f, per_tool=True)
     else:
         weeks_used = f"""
             SELECT week, days, count(*) FROM (
@@ -325,24 +344,14 @@ def _members_overview(org_id, f: Filters) -> dict:
         UNION ALL
         SELECT 2, NULL, NULL, NULL, count(*) FROM (SELECT developer FROM used GROUP BY developer) d
         """,
-        params,
+        _params(org_id, f) | cells.params,
     )
-    active_daily: dict = defaultdict(int)
-    active_weekly: dict = defaultdict(int)
-    # Weeks with data but no cell shown: no figure (not 0 active), the days too.
-    held_weeks = {c[0] for c in cells} - {c[0] for c in shown}
-    for week in held_weeks:
+    active_daily, active_weekly, adoption, everyone = _active_counts(active)
+    # Weeks with data but no cell shown: no figure (not 0 active), their days neither.
+    for week in {c[0] for c in cells.every} - {c[0] for c in shown}:
         active_weekly[week] = None
         for k in range(7):
             active_daily[week + dt.timedelta(days=k)] = None
-    adoption, everyone = [], 0
-    for kind, week, days, tool, n in active:
-        if kind == 0:
-            _count_active(active_daily, active_weekly, week, days, n)
-        elif kind == 1:
-            adoption.append((tool, n))
-        else:
-            everyone = n
     by_week: dict = {}
     by_week_tool = {}
     for week, tool, _n, *values in shown:
@@ -405,7 +414,7 @@ def _members_overview(org_id, f: Filters) -> dict:
             "adoption",
             "Tool adoption (developers active in the weeks shown)",
             ["Tool", "Developers"],
-            [[tool_label(t), n] for t, n in sorted(adoption)],
+            [[tool_label(t), n] for t, n in adoption],
             kind="bar",
         ),
     ]
@@ -454,18 +463,7 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
         """,
         params,
     )
-    active_daily: dict = defaultdict(int)
-    active_weekly: dict = defaultdict(int)
-    adoption = []
-    everyone = 0
-    for kind, week, days, tool, n in active:
-        if kind == 0:
-            _count_active(active_daily, active_weekly, week, days, n)
-        elif kind == 1:
-            adoption.append((tool, n))
-        else:
-            everyone = n
-    adoption.sort()
+    active_daily, active_weekly, adoption, everyone = _active_counts(active)
     tools_seen = sorted({tool for _d, tool, *_ in per_day_tool})
     shown = [f.tool] if f.tool else tools_seen
     by_day = defaultdict(lambda: [0, 0, 0, 0])
@@ -534,6 +532,23 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
         "tools": tools_seen,
         "hidden": [],
     }
+
+
+def _active_counts(rows) -> tuple[dict, dict, list, int]:
+    """The overviews' active-developer rows — (0, week, days mask, None, developers),
+    (1, None, None, tool, developers), (2, None, None, None, developers) — as (per day, per
+    week, [(tool, developers)], everyone)."""
+    daily: dict = defaultdict(int)
+    weekly: dict = defaultdict(int)
+    adoption, everyone = [], 0
+    for kind, week, days, tool, n in rows:
+        if kind == 0:
+            _count_active(daily, weekly, week, days, n)
+        elif kind == 1:
+            adoption.append((tool, n))
+        else:
+            everyone = n
+    return daily, weekly, sorted(adoption), everyone
 
 
 def _count_active(daily: dict, weekly: dict, week, days: int, n: int) -> None:
@@ -891,14 +906,10 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         # Whole weeks only (figures of a week cut two ways, one less the other, would be those
         # of the days in between), and only the weeks of a tool that at least five used.
         f = widened = _whole_weeks(f)
-        tool_weeks = _tool_weeks(org_id, f)
-        cells = [(w, t) for w, t, n, *_ in tool_weeks if n >= SMALL_COHORT]
-        # Every cell shown (nearly always): no need to pick the rows of those shown (see
-        # `_members_overview`).
-        all_cells = len(cells) == len(tool_weeks)
-        if tool_weeks and not cells:
+        cells = _Cells(_tool_weeks(org_id, f))
+        if cells.every and not cells.shown:
             every = tool_label(f.tool) or ", ".join(
-                tool_label(t) for t in sorted({t for _w, t, *_ in tool_weeks})
+                tool_label(t) for t in sorted({t for _w, t, *_ in cells.every})
             )
             return {"cohorts": [], "charts": [], "weeks": [], "hidden": every}
     # Usage tiers follow the range for admins; for members they are those of the last four
@@ -925,16 +936,13 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         "cohort": [i for _p, i in pairs],
     }
     weekly_rows = f"SELECT developer, week, acceptances FROM {_range_rows(f, 'acceptances')} r"
-    everyone = ""
-    in_cells = ""
+    everyone = in_cells = ""
     if cells is not None:
         everyone = "SELECT -1, week, count(*), sum(acceptances)::bigint FROM d GROUP BY week"
         everyone = f"UNION ALL {everyone}"
-        params |= {"cell_weeks": [w for w, _t in cells], "cell_tools": [t for _w, t in cells]}
-    if cells is not None and not all_cells:
-        in_cells = """
-            JOIN unnest(%(cell_weeks)s::date[], %(cell_tools)s::text[]) AS c (week, tool)
-              ON c.week = r.week AND c.tool = r.tool"""
+        params |= cells.params
+        in_cells = cells.join
+    if in_cells:
         weekly_rows = f"""
             SELECT developer, r.week, sum(acceptances)::bigint AS acceptances
             FROM {_range_rows(f, "acceptances", per_tool=True)} r {in_cells}
@@ -963,7 +971,7 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     weeks = sorted({w for cohort, w, _n, _a in weekly if cohort is None})
     counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
     few_of_a_tool: set = set()
-    if cells is not None and not f.tool and len({t for _w, t in cells}) > 1:
+    if cells is not None and not f.tool and len({t for _w, t, *_ in cells.shown}) > 1:
         # A cohort's week with 1 to 4 of its active developers on some tool: its all-tools
         # figure less that of the other tools (chosen one by one) would be those few's.
         few_of_a_tool = set(
@@ -982,7 +990,7 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
             )
         )
     held = set() if people else _held_back(shown, weeks, counts, also=few_of_a_tool)
-    cell_weeks = {w for w, _t in cells or ()}
+    cell_weeks = {c[0] for c in cells.shown} if cells is not None else set()
     table = []
     for name in order:
         small = len(members[name]) < SMALL_COHORT
@@ -1045,7 +1053,6 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         "cohorts": table,
         "charts": [chart, chart2] if shown else [],
         "weeks": weeks,
-        "few_active_held_back": not people,
         "widened": widened,
         "tiers_from": tier_range if tier_range is not f else None,
     }
