@@ -131,23 +131,32 @@ def open_metrics_file(path: str | Path, *, max_decompressed_bytes: int = 4 << 30
         raw.close()
 
 
+NOT_UTF8 = "The file is not UTF-8 text. Export it again as UTF-8."
+
+
 def _decoding(iterator: Iterator) -> Iterator:
     """Turn an encoding error anywhere in the stream into a whole-file refusal."""
     try:
         yield from iterator
     except UnicodeDecodeError:
-        raise Refused("The file is not UTF-8 text. Export it again as UTF-8.") from None
+        raise Refused(NOT_UTF8) from None
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         raise Refused(f"The file is damaged or truncated ({exc}).") from None
 
 
 def _detect(text: io.TextIOWrapper, *, position) -> Parsed:
+    """The file's format and its items. A byte that is not UTF-8 refuses the file, whether
+    it comes while looking (a broken first line reads ahead) or later (`_decoding`)."""
     try:
-        first, skipped = _read_line(text), 0
-        while first is not None and not first.strip():
-            first, skipped = _read_line(text), skipped + 1
+        return _detect_format(text, position)
     except UnicodeDecodeError:
-        raise Refused("The file is not UTF-8 text. Export it again as UTF-8.") from None
+        raise Refused(NOT_UTF8) from None
+
+
+def _detect_format(text: io.TextIOWrapper, position) -> Parsed:
+    first, skipped = _read_line(text), 0
+    while first is not None and not first.strip():
+        first, skipped = _read_line(text), skipped + 1
     if first is None:
         raise Refused("The file is empty.")
     stripped = first.lstrip()

@@ -147,6 +147,12 @@ def test_every_format_with_hostile_values(data):
     check(items)
 
 
+def test_a_byte_that_is_not_utf8_while_looking_ahead_refuses_the_file():
+    """Found by the fuzz test above: a broken first line makes detection read on, and the
+    bad byte came in that look-ahead, past the check of the first line."""
+    assert read(b"{\xc2\x80\n\xc2") == ("refused", [])
+
+
 def test_a_gzip_bomb_is_refused_by_its_decompressed_size():
     bomb = gzip.compress(b"\n" * (LIMIT * 4))
     assert len(bomb) < LIMIT // 50
