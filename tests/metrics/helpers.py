@@ -12,6 +12,8 @@ from tap.tenancy import org_context
 
 # Copied into the repository (a clean clone has nothing beside it); see samples/README.md.
 SAMPLES = Path(__file__).resolve().parent / "samples"
+# Tap's own CSV format (metrics-formats.md §5): this header, then one row per developer-day.
+TAP_CSV = "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
 
 
 def write(tmp_path, name: str, content, *, gz: bool = False, bom: bool = False, crlf=False):

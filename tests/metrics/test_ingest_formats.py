@@ -12,6 +12,7 @@ from metrics.models import CopilotSeat, DeveloperIdentity, DeveloperTeam
 from tap.tenancy import org_context
 from tests.metrics.helpers import (
     SAMPLES,
+    TAP_CSV,
     claude_record,
     copilot_record,
     ingest,
@@ -133,10 +134,7 @@ def test_an_empty_export_written_over_several_lines_is_read(org_a, tmp_path, nam
 
 def test_csv_line_numbers_count_blank_lines_before_the_header(org_a, tmp_path):
     text = (
-        "\n\n"
-        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-        "2026-04-01,cursor,mona,,10,5,40,2\n"
-        "2026-04-01,cursor,hubot,,-1,0,0,0\n"
+        "\n\n" + TAP_CSV + "2026-04-01,cursor,mona,,10,5,40,2\n2026-04-01,cursor,hubot,,-1,0,0,0\n"
     )
     run = ingest(org_a, write(tmp_path, "daily.csv", text))
     assert run.status == "failed"
@@ -197,11 +195,7 @@ def test_legacy_org_metrics_are_refused_clearly(org_a, tmp_path):
 
 
 def test_tap_csv_with_bom_crlf_and_gzip(org_a, tmp_path):
-    text = (
-        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-        "2026-04-01,cursor,mona,,10,5,40,2\n"
-        "2026-04-01,cursor,,eve@x.example,3,1,4,1\n"
-    )
+    text = TAP_CSV + "2026-04-01,cursor,mona,,10,5,40,2\n2026-04-01,cursor,,eve@x.example,3,1,4,1\n"
     path = write(tmp_path, "daily.csv.gz", text, gz=True, bom=True, crlf=True)
     run = ingest(org_a, path)
     assert run.status == "succeeded", run.message

@@ -11,7 +11,15 @@ from django.core.management import CommandError, call_command
 
 from metrics.models import DailyDeveloperMetric, DeveloperIdentity, DeveloperTeam
 from tap.tenancy import org_context
-from tests.metrics.helpers import claude_record, copilot_record, ingest, ndjson, rows, write
+from tests.metrics.helpers import (
+    TAP_CSV,
+    claude_record,
+    copilot_record,
+    ingest,
+    ndjson,
+    rows,
+    write,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -227,10 +235,7 @@ def test_a_row_with_only_a_former_login_finds_the_renamed_developer(org_a, tmp_p
     ingest(org_a, write(tmp_path, "a.ndjson", ndjson([copilot_record("mona", user_id=7)])))
     renamed = copilot_record("mona-lisa", user_id=7, day="2026-04-02")
     assert ingest(org_a, write(tmp_path, "b.ndjson", ndjson([renamed]))).status == "succeeded"
-    tap_csv = (
-        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-        "2026-04-03,cursor,MONA,mona@corp.example,5,2,9,1\n"
-    )
+    tap_csv = TAP_CSV + "2026-04-03,cursor,MONA,mona@corp.example,5,2,9,1\n"
     run = ingest(org_a, write(tmp_path, "c.csv", tap_csv))
     assert run.status == "succeeded", run.errors
     mapping = "github_login,email,name,team\nmona,mona@corp.example,Mona Lisa,web\n"
@@ -258,8 +263,7 @@ def _mona_renamed(org, tmp_path):
         ("map.csv", "github_login,email,name,team\nmona,b@corp.example,Bea,web\n"),
         (
             "t.csv",
-            "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-            "2026-04-04,cursor,mona,b@corp.example,5,2,9,1\n",
+            TAP_CSV + "2026-04-04,cursor,mona,b@corp.example,5,2,9,1\n",
         ),
     ],
 )
@@ -286,10 +290,7 @@ def test_a_merged_api_key_name_is_not_a_former_login(org_a, tmp_path):
         xavier = DeveloperIdentity.objects.get(github_login="xavier")
         api_key = DeveloperIdentity.objects.get(api_key_name="mona")
         services.identity_merge(actor=None, org=org_a, keep=xavier, other=api_key)
-    tap_csv = (
-        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-        "2026-04-04,cursor,mona,,5,2,9,1\n"
-    )
+    tap_csv = TAP_CSV + "2026-04-04,cursor,mona,,5,2,9,1\n"
     assert ingest(org_a, write(tmp_path, "t.csv", tap_csv)).status == "succeeded"
     with org_context(org_a.id):
         assert DeveloperIdentity.objects.get(daily_metrics__tool="cursor").github_login == "mona"
@@ -301,10 +302,7 @@ def test_a_former_login_of_two_developers_is_a_conflict(org_a, tmp_path):
             DeveloperIdentity.objects.create(
                 organization=org_a, github_login=login, github_user_id=user_id, aliases=["Mona"]
             )
-    tap_csv = (
-        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-        "2026-04-03,cursor,mona,,5,2,9,1\n"
-    )
+    tap_csv = TAP_CSV + "2026-04-03,cursor,mona,,5,2,9,1\n"
     run = ingest(org_a, write(tmp_path, "c.csv", tap_csv))
     assert run.status == "failed"
     assert "was the login of 2 before" in run.errors[0]["reason"]
@@ -365,10 +363,9 @@ def test_a_renamed_login_taken_by_another_developer_is_a_conflict(org_a, tmp_pat
     ],
 )
 def test_a_tap_csv_row_never_replaces_an_identifier(org_a, tmp_path, row, problem):
-    header = "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-    first = header + "2026-04-01,cursor,mona,mona@corp.example,1,1,1,1\n"
+    first = TAP_CSV + "2026-04-01,cursor,mona,mona@corp.example,1,1,1,1\n"
     assert ingest(org_a, write(tmp_path, "a.csv", first)).status == "succeeded"
-    run = ingest(org_a, write(tmp_path, "b.csv", header + f"2026-04-02,cursor,{row},2,2,2,2\n"))
+    run = ingest(org_a, write(tmp_path, "b.csv", TAP_CSV + f"2026-04-02,cursor,{row},2,2,2,2\n"))
     assert run.status == "failed"
     (error,) = run.errors
     assert error["line"] == 2
@@ -405,8 +402,7 @@ def test_identity_map_conflict_is_reported_not_guessed(org_a, tmp_path):
         write(
             tmp_path,
             "d.csv",
-            "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-            "2026-04-01,cursor,mona,mona@x.example,1,1,1,1\n",
+            TAP_CSV + "2026-04-01,cursor,mona,mona@x.example,1,1,1,1\n",
         ),
     )
     run = ingest(

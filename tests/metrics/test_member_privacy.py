@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.metrics.helpers import claude_record, copilot_record, ingest, ndjson, write
+from tests.metrics.helpers import TAP_CSV, claude_record, copilot_record, ingest, ndjson, write
 from tests.metrics.test_pages import url
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +23,23 @@ def load(org, tmp_path, records, teams=()):
     if teams:
         mapping = "github_login,email,name,team\n" + "".join(f"{a},,,{t}\n" for a, t in teams)
         assert ingest(org, write(tmp_path, "map.csv", mapping)).status == "succeeded"
+
+
+def team_on_copilot(org, tmp_path, team: str, size: int, day: str) -> None:
+    """`size` developers ({team}0, {team}1 …) in team `team`, each on Copilot that day."""
+    logins = [f"{team}{i}" for i in range(size)]
+    load(
+        org,
+        tmp_path,
+        [copilot_record(login, day=day) for login in logins],
+        [(login, team) for login in logins],
+    )
+
+
+def on_cursor(org, tmp_path, days) -> None:
+    """(day, login, suggestions, acceptances) rows of a tool Tap knows from its own CSV."""
+    rows = "".join(f"{day},cursor,{login},,{s},{a},0,1\n" for day, login, s, a in days)
+    assert ingest(org, write(tmp_path, "cursor.csv", TAP_CSV + rows)).status == "succeeded"
 
 
 def member_sees(client, org, query, by):
@@ -212,18 +229,12 @@ def test_a_pilot_tools_early_weeks_stay_out_when_the_range_grows(client_for, bob
     """d0 tries Cursor alone in week 1; five others use it in week 3. Over weeks 1-3 Cursor
     has enough users for the range, but not for week 1: that week stays out, on the overview
     and in the cohorts (all tools over weeks 1-3 less week 1 alone would be d0's Cursor)."""
-    team = [f"t{i}" for i in range(10)]
-    load(
+    team_on_copilot(org_a, tmp_path, "t", 10, "2026-03-31")
+    on_cursor(
         org_a,
         tmp_path,
-        [copilot_record(login, day="2026-03-31") for login in team],
-        [(login, "t") for login in team],
+        [("2026-03-31", "t0", 50, 21), *(("2026-04-14", f"p{i}", 10, 4) for i in range(5))],
     )
-    header = "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-    rows = "2026-03-31,cursor,t0,,50,21,0,1\n" + "".join(
-        f"2026-04-14,cursor,p{i},,10,4,0,1\n" for i in range(5)
-    )
-    assert ingest(org_a, write(tmp_path, "cursor.csv", header + rows)).status == "succeeded"
     member = client_for(bob)
     three = {"start": "2026-03-30", "end": "2026-04-19"}
     pilot = member.get(url("overview", org_a), {**three, "tool": "cursor"}).context
@@ -238,18 +249,12 @@ def test_a_pilot_tools_early_weeks_stay_out_when_the_range_grows(client_for, bob
 def test_a_cohorts_all_tools_less_one_tool_gives_nothing_away(client_for, bob, org_a, tmp_path):
     """Team a: six on Copilot, and a0 alone of them on Cursor (which six use in all). The
     team's all-tools week less its Copilot week would be a0's Cursor week."""
-    team = [f"a{i}" for i in range(6)]
-    load(
+    team_on_copilot(org_a, tmp_path, "a", 6, "2026-04-01")
+    on_cursor(
         org_a,
         tmp_path,
-        [copilot_record(login, day="2026-04-01") for login in team],
-        [(login, "a") for login in team],
+        [("2026-04-01", login, 20, 9) for login in ["a0", "x0", "x1", "x2", "x3", "x4"]],
     )
-    header = "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-    rows = "".join(
-        f"2026-04-01,cursor,{login},,20,9,0,1\n" for login in ["a0", *map("x{}".format, range(5))]
-    )
-    assert ingest(org_a, write(tmp_path, "cursor.csv", header + rows)).status == "succeeded"
     member = client_for(bob)
     all_tools = member_sees(member, org_a, WEEK, "team")[2]
     copilot = member.get(url("cohorts", org_a), {**WEEK, "by": "team", "tool": "copilot"})

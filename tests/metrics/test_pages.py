@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from metrics.models import DeveloperIdentity
 from tap.tenancy import org_context
-from tests.metrics.helpers import claude_record, copilot_record, ingest, ndjson, write
+from tests.metrics.helpers import TAP_CSV, claude_record, copilot_record, ingest, ndjson, write
 
 pytestmark = pytest.mark.django_db
 
@@ -181,10 +181,7 @@ def test_chart_csv_download(client_for, bob, org_a, tmp_path):
 
 
 def test_csv_is_safe_from_formula_injection(client_for, alice, org_a, tmp_path):
-    text = (
-        "date,tool,github_login,email,suggestions,acceptances,completions,sessions\n"
-        "2026-04-01,cursor,=cmd|calc,,1,1,1,1\n"
-    )
+    text = TAP_CSV + "2026-04-01,cursor,=cmd|calc,,1,1,1,1\n"
     ingest(org_a, write(tmp_path, "evil.csv", text))
     response = client_for(alice).get(url("developers", org_a), {"csv": "1"})
     body = response.content.decode()
