@@ -269,7 +269,8 @@ def run() -> dict:
 
     from bench.lib import pg_params
     from tap.orgs import services as org_services
-    from tap.orgs.models import User
+    from tap.orgs.models import OrganizationMember, Role, User
+    from tap.tenancy import org_context
 
     developers = int(os.environ.get("TAP_BENCH_METRICS_DEVELOPERS", 5000))
     days = int(os.environ.get("TAP_BENCH_METRICS_DAYS", 200))
@@ -356,9 +357,6 @@ def run() -> dict:
             _progress(name, figures[name])
         # A member's pages are another code path: whole weeks, (week, tool) cells of at least
         # five developers, complementary suppression in the cohorts.
-        from tap.orgs.models import OrganizationMember, Role
-        from tap.tenancy import org_context
-
         member = User.objects.create_user(f"bench-member-{suffix}@bench.example", None)
         with org_context(org.pk):
             OrganizationMember.objects.create(organization=org, user=member, role=Role.MEMBER)
