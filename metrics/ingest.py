@@ -186,6 +186,20 @@ class Identities:
         self.former.setdefault(pk, set()).add(lowered)
         self.by_former.setdefault(lowered, set()).add(pk)
 
+    def merged(self, other, *, into) -> None:
+        """Identity `other` was merged into `into` (`services._merge`): its identifiers, known
+        and former, are `into`'s now."""
+        for index in (self.by_login, self.by_email, self.by_api_key, self.by_github_id):
+            for key, value in list(index.items()):
+                if value == other:
+                    index[key] = into
+        for known in (self.logins, self.emails, self.github_ids):
+            if other in known:
+                known.setdefault(into, known.pop(other))
+        for former in self.former.pop(other, ()):
+            self._remember_former(into, former)
+            self.by_former[former].discard(other)
+
     def login(self, login: str, *, email_owner=None) -> uuid.UUID | str | None:
         """The identity with this GitHub login now or, failing that, before a rename (for rows
         that name a login without a GitHub id: an older file may still carry the old one); a

@@ -483,21 +483,7 @@ def _merge(*, keep_id, other_id, identities: Identities | None = None) -> str:
     keep.reviewed = True
     keep.save(update_fields=[*moved, "aliases", "display_name", "reviewed", "updated_at"])
     if identities is not None:
-        for index in (
-            identities.by_login,
-            identities.by_email,
-            identities.by_api_key,
-            identities.by_github_id,
-        ):
-            for key, value in list(index.items()):
-                if value == other.pk:
-                    index[key] = keep.pk
-        for known in (identities.logins, identities.emails, identities.github_ids):
-            if other.pk in known:
-                known.setdefault(keep.pk, known.pop(other.pk))
-        for former in identities.former.pop(other.pk, ()):
-            identities._remember_former(keep.pk, former)
-            identities.by_former[former].discard(other.pk)
+        identities.merged(other.pk, into=keep.pk)
     return ""
 
 
