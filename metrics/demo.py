@@ -44,8 +44,69 @@ DAYS = 35
 UNMAPPED = ("mary-keller", "mary.keller@example.com")
 
 
+def _split(shape: random.Random, total: int, labels: list[str]) -> list[tuple[str, int]]:
+    """`total` shared out between one to three of `labels`, the first taking the most."""
+    chosen = shape.sample(labels, shape.randint(1, min(3, len(labels))))
+    parts, left = [], total
+    for label in chosen[:-1]:
+        part = shape.randint(left // 2, left)
+        parts.append((label, part))
+        left -= part
+    return [*parts, (chosen[-1], left)]
+
+
+def _copilot_breakdowns(shape: random.Random, generated: int, accepted: int) -> dict:
+    """Per feature, language and model, as the users report gives them (GitHub's field names)."""
+
+    def counts(g: int) -> dict:
+        a = min(g, round(accepted * g / generated)) if generated else 0
+        return {
+            "code_generation_activity_count": g,
+            "code_acceptance_activity_count": a,
+            "loc_added_sum": a * 3,
+            "user_initiated_interaction_count": shape.randint(0, 4),
+        }
+
+    features = ["code_completion", "chat_panel_ask_mode", "chat_panel_agent_mode"]
+    languages = ["python", "typescript", "go", "sql", "markdown"]
+    models = ["gpt-4.1", "claude-sonnet-4.6", "gemini-2.5-pro"]
+    return {
+        "totals_by_feature": [
+            {"feature": f, **counts(g)} for f, g in _split(shape, generated, features)
+        ],
+        "totals_by_language_feature": [
+            {"language": lang, "feature": "code_completion", **counts(g)}
+            for lang, g in _split(shape, generated, languages)
+        ],
+        "totals_by_model_feature": [
+            {"model": m, "feature": "chat_panel_agent_mode", **counts(g)}
+            for m, g in _split(shape, generated, models)
+        ],
+        "ai_credits_used": round(shape.random() * 3, 2),
+    }
+
+
+def _claude_models(shape: random.Random, accepted: int) -> list[dict]:
+    models = ["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"]
+    return [
+        {
+            "model": model,
+            "tokens": {
+                "input": share * 1200,
+                "output": share * 350,
+                "cache_read": share * 9000,
+                "cache_creation": share * 800,
+            },
+            "estimated_cost": {"amount": share * 4 + 1, "currency": "USD"},
+        }
+        for model, share in _split(shape, max(accepted, 1) * 10, models)
+    ]
+
+
 def _files(folder: Path, end: dt.date) -> list[Path]:
     rng = random.Random(20260401)  # noqa: S311 - demo data, not secrets
+    # The breakdowns from a generator of their own: the counters stay what they always were.
+    shape = random.Random(20261203)  # noqa: S311
     copilot, claude = [], []
     for index, (login, _name, _team) in enumerate(PEOPLE):
         heavy = rng.random()
@@ -69,9 +130,11 @@ def _files(folder: Path, end: dt.date) -> list[Path]:
                             {
                                 "ide": rng.choice(["vscode", "jetbrains"]),
                                 "code_generation_activity_count": generated,
+                                "code_acceptance_activity_count": accepted,
                             }
                         ],
                         "used_chat": rng.random() < 0.5,
+                        **_copilot_breakdowns(shape, generated, accepted),
                     }
                 )
             if index % 3 == 0 and rng.random() < 0.7:  # Claude Code for a third of them
@@ -89,7 +152,7 @@ def _files(folder: Path, end: dt.date) -> list[Path]:
                         "tool_actions": {
                             "edit_tool": {"accepted": accepted, "rejected": rng.randint(0, 4)}
                         },
-                        "model_breakdown": [],
+                        "model_breakdown": _claude_models(shape, accepted),
                     }
                 )
     login, email = UNMAPPED

@@ -40,6 +40,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from metrics.extras import merge_extras
 from metrics.models import CopilotSeat, DeveloperIdentity, DeveloperTeam, MetricIngestionRun
 from metrics.parsers import MetricRow, Refused, Rejected, SeatRow, TeamRow
 from metrics.parsers.records import MAX_COUNT
@@ -66,55 +67,6 @@ SEAT_FIELDS = (
 
 def progress_key(run_id) -> str:
     return f"metrics:run-progress:{run_id}"
-
-
-# Identifiers and dates inside vendor records: kept from the first part, never summed.
-NOT_SUMMED = frozenset(
-    {"user_id", "organization_id", "enterprise_id", "team_id", "entity_id_partition"}
-)
-
-
-def _numbers(values: list) -> bool:
-    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-
-
-def _entry_label(entry: dict) -> tuple:
-    """What names an entry of a list of objects (Claude Code's `by_model`: its model)."""
-    return tuple(sorted((k, v) for k, v in entry.items() if isinstance(v, str)))
-
-
-def merge_extras(left: dict, right: dict) -> dict:
-    """Sum two rows' extras: numbers add, flags OR, counter lists (breakdowns) add element by
-    element, lists of objects add the entries of the same name (their text fields), other
-    lists are joined without repeats, objects recurse."""
-    merged = dict(left)
-    for key, value in right.items():
-        if key in NOT_SUMMED:
-            merged.setdefault(key, value)
-            continue
-        if key not in merged:
-            merged[key] = value
-            continue
-        mine = merged[key]
-        if isinstance(mine, bool) or isinstance(value, bool):
-            merged[key] = bool(mine) or bool(value)
-        elif isinstance(mine, int | float) and isinstance(value, int | float):
-            merged[key] = mine + value
-        elif isinstance(mine, list) and isinstance(value, list):
-            if len(mine) == len(value) and _numbers(mine) and _numbers(value):
-                merged[key] = [a + b for a, b in zip(mine, value, strict=True)]
-            elif all(isinstance(v, dict) for v in (*mine, *value)):
-                entries: dict[tuple, dict] = {}
-                for entry in (*mine, *value):
-                    label = _entry_label(entry)
-                    seen = entries.get(label)
-                    entries[label] = entry if seen is None else merge_extras(seen, entry)
-                merged[key] = list(entries.values())
-            else:
-                merged[key] = mine + [v for v in value if v not in mine]
-        elif isinstance(mine, dict) and isinstance(value, dict):
-            merged[key] = merge_extras(mine, value)
-    return merged
 
 
 @dataclass

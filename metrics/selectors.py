@@ -27,8 +27,11 @@ from dataclasses import dataclass, replace
 from django.db import connection
 from django.db.models import Q
 
+from metrics import extras
 from metrics.charts import Chart
 from metrics.models import (
+    TOOL_CLAUDE_CODE,
+    TOOL_COPILOT,
     CopilotSeat,
     DeveloperIdentity,
     DeveloperTeam,
@@ -629,7 +632,7 @@ def developer_detail(org_id, identity: DeveloperIdentity, f: Filters) -> dict:
     params = _params(org_id, f) | {"identity": identity.pk}
     daily = _rows(
         f"""
-        SELECT date, tool, suggestions, acceptances, completions, sessions
+        SELECT date, tool, suggestions, acceptances, completions, sessions, extras
         FROM daily_developer_metrics
         WHERE organization_id = %(org)s AND developer_identity_id = %(identity)s
           AND date BETWEEN %(start)s AND %(end)s {_tool_clause(f)}
@@ -660,6 +663,7 @@ def developer_detail(org_id, identity: DeveloperIdentity, f: Filters) -> dict:
     seat = CopilotSeat.objects.filter(developer_identity=identity).first()
     return {
         "charts": [c.render() for c in charts],
+        "breakdowns": _breakdowns(daily),
         "daily": [
             {
                 "date": r[0],
@@ -675,6 +679,149 @@ def developer_detail(org_id, identity: DeveloperIdentity, f: Filters) -> dict:
         "teams": teams,
         "seat": seat,
     }
+
+
+def _breakdowns(daily: list[tuple]) -> list[dict]:
+    """What a developer's exports say beyond the four counters, summed over the range, per
+    tool: figures (label, value) and bar charts (each with its table and CSV)."""
+    by_tool = defaultdict(list)
+    for row in daily:
+        if isinstance(row[6], dict):
+            by_tool[row[1]].append(row[6])
+    found = []
+    if by_tool[TOOL_COPILOT]:
+        found.append(_copilot_breakdown(by_tool[TOOL_COPILOT]))
+    if by_tool[TOOL_CLAUDE_CODE]:
+        found.append(_claude_breakdown(by_tool[TOOL_CLAUDE_CODE]))
+    for b in found:
+        b["charts"] = [c.render() for c in b["charts"] if c.rows]
+    return [b for b in found if b["figures"] or b["charts"]]
+
+
+COUNTER_COLUMNS = ["Generated", "Accepted", "Lines added", "Prompts"]
+# (extras key, chart id, what the first column names, title): see `extras.breakdown`.
+COPILOT_BREAKDOWNS = (
+    ("by_ide", "copilot-ide", "IDE", "GitHub Copilot by IDE"),
+    ("by_feature", "copilot-feature", "Feature", "GitHub Copilot by feature"),
+    ("by_language_feature", "copilot-language", "Language", "GitHub Copilot by language"),
+    ("by_model_feature", "copilot-model", "Model", "GitHub Copilot by model"),
+)
+# Copilot's `used_*` flags (`parsers.copilot.FLAGS`) as the days they count.
+USED_LABELS = {
+    "agent": "Days using agent mode",
+    "chat": "Days using chat",
+    "cli": "Days using the CLI",
+    "copilot_coding_agent": "Days using the coding agent",
+    "copilot_cloud_agent": "Days using the cloud agent",
+    "copilot_code_review_active": "Days asking for code review",
+    "copilot_code_review_passive": "Days with automatic code review",
+}
+
+
+def _copilot_breakdown(rows: list[dict]) -> dict:
+    summed = extras.total(rows)
+    cli = summed.get("cli") if isinstance(summed.get("cli"), dict) else {}
+    days_used = defaultdict(int)
+    for row in rows:
+        for flag in row.get("used") or ():
+            days_used[flag] += 1
+    figures = [
+        # Sums of floats (credits) to the cent: 27.740000000000002 is 27.74.
+        (label, round(summed[key], 2))
+        for label, key in (
+            ("Chat and agent prompts", "interactions"),
+            ("Lines suggested", "loc_suggested_to_add"),
+            ("Lines deleted", "loc_deleted"),
+            ("AI credits used", "ai_credits_used"),
+        )
+        if summed.get(key)
+    ]
+    figures += [
+        (USED_LABELS.get(flag, f"Days using {extras.words(flag).lower()}"), n)
+        for flag, n in days_used.items()
+    ]
+    figures += [
+        (label, cli[key])
+        for label, key in (("CLI requests", "requests"), ("CLI prompts", "prompts"))
+        if cli.get(key)
+    ]
+    charts = [
+        Chart(
+            chart_id,
+            title,
+            [dimension, *COUNTER_COLUMNS],
+            [
+                [extras.words(label) if dimension == "Feature" else label, *counters]
+                for label, counters in extras.breakdown(summed, key)
+            ],
+            kind="bar",
+        )
+        for key, chart_id, dimension, title in COPILOT_BREAKDOWNS
+    ]
+    return {"tool": tool_label(TOOL_COPILOT), "figures": figures, "charts": charts}
+
+
+def _claude_breakdown(rows: list[dict]) -> dict:
+    summed = extras.total(rows)
+    tokens = summed.get("tokens") if isinstance(summed.get("tokens"), dict) else {}
+    figures = [
+        (label, summed[key])
+        for label, key in (
+            ("Lines removed", "lines_removed"),
+            ("Commits", "commits"),
+            ("Pull requests", "pull_requests"),
+        )
+        if summed.get(key)
+    ]
+    if summed.get("cost_cents"):
+        figures.append(("Estimated cost (USD)", round(summed["cost_cents"] / 100, 2)))
+    figures += [
+        (f"{extras.words(key)} tokens", tokens[key])
+        for key in ("input", "output", "cache_read", "cache_creation")
+        if tokens.get(key)
+    ]
+    actions = summed.get("tool_actions") if isinstance(summed.get("tool_actions"), dict) else {}
+    models = [m for m in summed.get("by_model") or () if isinstance(m, dict)]
+    models.sort(key=lambda m: (-m.get("cost_cents", 0), str(m.get("model"))))
+    charts = [
+        Chart(
+            "claude-actions",
+            "Claude Code tool actions",
+            ["Tool", "Accepted", "Rejected"],
+            sorted(
+                (
+                    [extras.words(name), counts.get("accepted", 0), counts.get("rejected", 0)]
+                    for name, counts in actions.items()
+                    if isinstance(counts, dict)
+                ),
+                key=lambda row: (-row[1] - row[2], row[0]),
+            ),
+            kind="bar",
+        ),
+        Chart(
+            "claude-tokens",
+            "Claude Code tokens by model",
+            ["Model", "Input", "Output", "Cache read", "Cache creation"],
+            [
+                [m.get("model") or "unknown"]
+                + [m.get(k, 0) for k in ("input", "output", "cache_read", "cache_creation")]
+                for m in models
+            ],
+            kind="bar",
+        ),
+        Chart(
+            "claude-cost",
+            "Claude Code estimated cost by model (USD)",
+            ["Model", "Estimated cost (USD)"],
+            [
+                [m.get("model") or "unknown", m["cost_cents"] / 100]
+                for m in models
+                if m.get("cost_cents")
+            ],
+            kind="bar",
+        ),
+    ]
+    return {"tool": tool_label(TOOL_CLAUDE_CODE), "figures": figures, "charts": charts}
 
 
 # --- seats ---------------------------------------------------------------------------------------

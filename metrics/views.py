@@ -230,7 +230,8 @@ def developer(request, identity_id):
                     for d in data["daily"]
                 ],
             )
-        return _chart_csv(request, data["charts"], "developer")
+        breakdowns = [chart for b in data["breakdowns"] for chart in b["charts"]]
+        return _chart_csv(request, data["charts"] + breakdowns, "developer")
     return _page(
         request,
         "metrics/developer.html",

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from metrics import extras
 from metrics.models import DeveloperIdentity
 from tap.tenancy import org_context
 from tests.metrics.helpers import TAP_CSV, claude_record, copilot_record, ingest, ndjson, write
@@ -208,6 +209,128 @@ def test_admin_sees_developer_page_with_linked_identities(client_for, dave, org_
     assert response.status_code == 200
     assert len(response.context["daily"]) == 3
     assert b"<svg" in response.content
+
+
+def _counts(generated, accepted, prompts=0):
+    return {
+        "code_generation_activity_count": generated,
+        "code_acceptance_activity_count": accepted,
+        "loc_added_sum": accepted * 2,
+        "user_initiated_interaction_count": prompts,
+    }
+
+
+def test_developer_page_breaks_each_tool_down_from_its_exports(client_for, dave, org_a, tmp_path):
+    """The exports' breakdowns, summed over the developer's days in the range: Copilot by IDE,
+    feature, language (over its features) and model; Claude Code's tool actions, tokens and
+    cost. Each chart has its CSV; a day outside the range counts nowhere."""
+
+    def copilot_day(day, vscode, jetbrains):
+        return copilot_record(
+            "mona",
+            day=day,
+            user_id=7,
+            used_chat=True,
+            used_agent=day == "2026-04-02",
+            ai_credits_used=1.25,
+            totals_by_ide=[
+                {"ide": "vscode", **_counts(vscode, 4, 1)},
+                {"ide": "jetbrains", **_counts(jetbrains, 1)},
+            ],
+            totals_by_feature=[{"feature": "chat_panel_agent_mode", **_counts(3, 2, 5)}],
+            totals_by_language_feature=[
+                {"language": "python", "feature": "code_completion", **_counts(6, 3)},
+                {"language": "python", "feature": "chat_panel_ask_mode", **_counts(2, 1)},
+                {"language": "go", "feature": "code_completion", **_counts(9, 0)},
+            ],
+            totals_by_model_feature=[{"model": "gpt-4.1", "feature": "agent", **_counts(3, 2)}],
+        )
+
+    def claude_day(date, cost):
+        record = claude_record("mona@x.example", date=date, accepted=7)
+        record["tool_actions"]["write_tool"] = {"accepted": 2, "rejected": 3}
+        record["model_breakdown"] = [
+            {
+                "model": "claude-sonnet-4-5",
+                "tokens": {"input": 100, "output": 40, "cache_read": 900, "cache_creation": 0},
+                "estimated_cost": {"amount": cost, "currency": "USD"},
+            }
+        ]
+        return record
+
+    copilot = [
+        copilot_day("2026-04-01", 10, 5),
+        copilot_day("2026-04-02", 20, 0),
+        copilot_day("2026-05-20", 1000, 1000),  # outside the range
+    ]
+    claude = [claude_day("2026-04-01", 42), claude_day("2026-04-03", 100)]
+    mapping = "github_login,email,name,team\nmona,mona@x.example,Mona,\n"
+    for name, content in (
+        ("map.csv", mapping),
+        ("copilot.ndjson", ndjson(copilot)),
+        ("claude.ndjson", ndjson(claude)),
+    ):
+        assert ingest(org_a, write(tmp_path, name, content)).status == "succeeded"
+    with org_context(org_a.id):
+        identity = DeveloperIdentity.objects.get(github_login="mona")
+    client = client_for(dave)
+    page = url("developer", org_a, identity.pk)
+    response = client.get(page, {"start": "2026-04-01", "end": "2026-04-10"})
+    copilot_b, claude_b = response.context["breakdowns"]
+    charts = {c.id: c for b in (copilot_b, claude_b) for c in b["charts"]}
+    # [generated, accepted, lines added, prompts], most generated first.
+    assert charts["copilot-ide"].rows == [["vscode", 30, 8, 16, 2], ["jetbrains", 5, 2, 4, 0]]
+    assert charts["copilot-feature"].rows == [["Chat panel agent mode", 6, 4, 8, 10]]
+    assert charts["copilot-language"].rows == [["go", 18, 0, 0, 0], ["python", 16, 8, 16, 0]]
+    assert charts["copilot-model"].rows == [["gpt-4.1", 6, 4, 8, 0]]
+    assert dict(copilot_b["figures"]) == {
+        "Chat and agent prompts": 4,
+        "AI credits used": 2.5,
+        "Days using chat": 2,
+        "Days using agent mode": 1,
+    }
+    assert charts["claude-actions"].rows == [["Edit", 14, 2], ["Write", 4, 6]]
+    assert charts["claude-tokens"].rows == [["claude-sonnet-4-5", 200, 80, 1800, 0]]
+    assert charts["claude-cost"].rows == [["claude-sonnet-4-5", 1.42]]
+    assert dict(claude_b["figures"]) == {
+        "Lines removed": 10,
+        "Commits": 2,
+        "Estimated cost (USD)": 1.42,
+        "Input tokens": 200,
+        "Output tokens": 80,
+        "Cache read tokens": 1800,
+    }
+    body = response.content.decode()
+    assert "GitHub Copilot by language" in body
+    assert "Claude Code tokens by model" in body
+    assert '<dd class="fs-5 mb-0">1,800</dd>' in body  # cache read tokens, grouped
+    download = client.get(
+        page, {"start": "2026-04-01", "end": "2026-04-10", "csv": "copilot-language"}
+    )
+    assert download.content.decode().splitlines() == [
+        "Language,Generated,Accepted,Lines added,Prompts",
+        "go,18,0,0,0",
+        "python,16,8,16,0",
+    ]
+    # One tool chosen: only its breakdown.
+    response = client.get(page, {"start": "2026-04-01", "end": "2026-04-10", "tool": "claude_code"})
+    assert [b["tool"] for b in response.context["breakdowns"]] == ["Claude Code"]
+
+
+def test_a_long_breakdown_keeps_its_largest_and_sums_the_rest():
+    summed = extras.total(
+        [
+            {"by_ide": {f"ide{i}": [i, 0, 0, 0] for i in range(1, 13)}},
+            {"by_ide": {"ide1": [100, 1, 0, 0]}},
+        ]
+    )
+    rows = extras.breakdown(summed, "by_ide", shown=4)
+    assert rows == [
+        ("ide1", [101, 1, 0, 0]),
+        ("ide12", [12, 0, 0, 0]),
+        ("ide11", [11, 0, 0, 0]),
+        ("Other (9)", [sum(range(2, 11)), 0, 0, 0]),
+    ]
 
 
 def test_another_orgs_identity_is_404(client_for, charlie, alice, org_a, org_b, tmp_path):
