@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import reduce
 
+from metrics.parsers.copilot import BREAKDOWN_FIELDS
+
 # Identifiers and dates inside vendor records: kept from the first part, never summed.
 NOT_SUMMED = frozenset(
     {"user_id", "organization_id", "enterprise_id", "team_id", "entity_id_partition"}
@@ -65,7 +67,7 @@ def _counters(value) -> list | None:
     """A breakdown entry's counters (`parsers.copilot.BREAKDOWN_FIELDS`); an entry of a
     two-dimensional breakdown is summed over its second dimension."""
     if isinstance(value, list):
-        return value if len(value) == 4 and _numbers(value) else None
+        return value if len(value) == len(BREAKDOWN_FIELDS) and _numbers(value) else None
     if isinstance(value, dict):
         lists = [c for c in map(_counters, value.values()) if c is not None]
         return [sum(column) for column in zip(*lists, strict=True)] if lists else None

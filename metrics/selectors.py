@@ -698,18 +698,31 @@ def _breakdowns(daily: list[tuple]) -> list[dict]:
     return [b for b in found if b["figures"] or b["charts"]]
 
 
+def _by_label(rows: list[list]) -> list[list]:
+    """Rows of the same label (first cell) as one, their figures added up, in the order first
+    seen: two names a page shows alike (`edit_tool` and `edit`) are one bar, not two."""
+    grouped: dict = {}
+    for label, *values in rows:
+        seen = grouped.get(label)
+        grouped[label] = (
+            values if seen is None else [a + b for a, b in zip(seen, values, strict=True)]
+        )
+    return [[label, *values] for label, values in grouped.items()]
+
+
 COUNTER_COLUMNS = ["Generated", "Accepted", "Lines added", "Prompts"]
-# (extras key, chart id, what the first column names, title): see `extras.breakdown`.
+# (extras key, chart id, what the first column names, title, columns shown). GitHub gives no
+# prompts by language: that column would be all zeros.
 COPILOT_BREAKDOWNS = (
-    ("by_ide", "copilot-ide", "IDE", "GitHub Copilot by IDE"),
-    ("by_feature", "copilot-feature", "Feature", "GitHub Copilot by feature"),
-    ("by_language_feature", "copilot-language", "Language", "GitHub Copilot by language"),
-    ("by_model_feature", "copilot-model", "Model", "GitHub Copilot by model"),
+    ("by_ide", "copilot-ide", "IDE", "GitHub Copilot by IDE", 4),
+    ("by_feature", "copilot-feature", "Feature", "GitHub Copilot by feature", 4),
+    ("by_language_feature", "copilot-language", "Language", "GitHub Copilot by language", 3),
+    ("by_model_feature", "copilot-model", "Model", "GitHub Copilot by model", 4),
 )
 # Copilot's `used_*` flags (`parsers.copilot.FLAGS`) as the days they count.
 USED_LABELS = {
-    "agent": "Days using agent mode",
     "chat": "Days using chat",
+    "agent": "Days using agent mode",
     "cli": "Days using the CLI",
     "copilot_coding_agent": "Days using the coding agent",
     "copilot_cloud_agent": "Days using the cloud agent",
@@ -727,18 +740,21 @@ def _copilot_breakdown(rows: list[dict]) -> dict:
             days_used[flag] += 1
     figures = [
         # Sums of floats (credits) to the cent: 27.740000000000002 is 27.74.
-        (label, round(summed[key], 2))
+        (label, value)
         for label, key in (
             ("Chat and agent prompts", "interactions"),
             ("Lines suggested", "loc_suggested_to_add"),
             ("Lines deleted", "loc_deleted"),
             ("AI credits used", "ai_credits_used"),
         )
-        if summed.get(key)
+        if (value := round(summed.get(key) or 0, 2))
     ]
+    order = list(USED_LABELS)
     figures += [
-        (USED_LABELS.get(flag, f"Days using {extras.words(flag).lower()}"), n)
-        for flag, n in days_used.items()
+        (USED_LABELS.get(flag, f"Days using {extras.words(flag).lower()}"), days_used[flag])
+        for flag in sorted(
+            days_used, key=lambda f: (order.index(f) if f in order else len(order), f)
+        )
     ]
     figures += [
         (label, cli[key])
@@ -749,14 +765,16 @@ def _copilot_breakdown(rows: list[dict]) -> dict:
         Chart(
             chart_id,
             title,
-            [dimension, *COUNTER_COLUMNS],
-            [
-                [extras.words(label) if dimension == "Feature" else label, *counters]
-                for label, counters in extras.breakdown(summed, key)
-            ],
+            [dimension, *COUNTER_COLUMNS[:shown]],
+            _by_label(
+                [
+                    [extras.words(label) if dimension == "Feature" else label, *counters[:shown]]
+                    for label, counters in extras.breakdown(summed, key)
+                ]
+            ),
             kind="bar",
         )
-        for key, chart_id, dimension, title in COPILOT_BREAKDOWNS
+        for key, chart_id, dimension, title, shown in COPILOT_BREAKDOWNS
     ]
     return {"tool": tool_label(TOOL_COPILOT), "figures": figures, "charts": charts}
 
@@ -773,51 +791,52 @@ def _claude_breakdown(rows: list[dict]) -> dict:
         )
         if summed.get(key)
     ]
-    if summed.get("cost_cents"):
-        figures.append(("Estimated cost (USD)", round(summed["cost_cents"] / 100, 2)))
+    if cost := round((summed.get("cost_cents") or 0) / 100, 2):
+        figures.append(("Estimated cost (USD)", cost))
     figures += [
         (f"{extras.words(key)} tokens", tokens[key])
         for key in ("input", "output", "cache_read", "cache_creation")
         if tokens.get(key)
     ]
     actions = summed.get("tool_actions") if isinstance(summed.get("tool_actions"), dict) else {}
-    models = [m for m in summed.get("by_model") or () if isinstance(m, dict)]
-    models.sort(key=lambda m: (-m.get("cost_cents", 0), str(m.get("model"))))
+    actions_rows = _by_label(
+        [
+            [extras.words(name), counts.get("accepted", 0), counts.get("rejected", 0)]
+            for name, counts in actions.items()
+            if isinstance(counts, dict)
+        ]
+    )
+    actions_rows.sort(key=lambda row: (-row[1] - row[2], row[0]))
+    # A model named twice in one record, or entries without a name, are one model here.
+    models = _by_label(
+        [
+            [m.get("model") or "unknown", m.get("cost_cents", 0)]
+            + [m.get(k, 0) for k in ("input", "output", "cache_read", "cache_creation")]
+            for m in summed.get("by_model") or ()
+            if isinstance(m, dict)
+        ]
+    )
+    models.sort(key=lambda row: (-row[1], row[0]))
     charts = [
         Chart(
             "claude-actions",
             "Claude Code tool actions",
             ["Tool", "Accepted", "Rejected"],
-            sorted(
-                (
-                    [extras.words(name), counts.get("accepted", 0), counts.get("rejected", 0)]
-                    for name, counts in actions.items()
-                    if isinstance(counts, dict)
-                ),
-                key=lambda row: (-row[1] - row[2], row[0]),
-            ),
+            actions_rows,
             kind="bar",
         ),
         Chart(
             "claude-tokens",
             "Claude Code tokens by model",
             ["Model", "Input", "Output", "Cache read", "Cache creation"],
-            [
-                [m.get("model") or "unknown"]
-                + [m.get(k, 0) for k in ("input", "output", "cache_read", "cache_creation")]
-                for m in models
-            ],
+            [[model, *tokens] for model, _cents, *tokens in models],
             kind="bar",
         ),
         Chart(
             "claude-cost",
             "Claude Code estimated cost by model (USD)",
             ["Model", "Estimated cost (USD)"],
-            [
-                [m.get("model") or "unknown", m["cost_cents"] / 100]
-                for m in models
-                if m.get("cost_cents")
-            ],
+            [[model, round(cents / 100, 2)] for model, cents, *_tokens in models if cents],
             kind="bar",
         ),
     ]
