@@ -45,6 +45,11 @@ def test_admin_and_member_pages(page, org_a, alice, bob, screenshot):
     page.get_by_role("link", name="Ada Lovelace").click()
     expect(page.get_by_role("img", name="Suggestions per day")).to_be_visible()
     expect(page.get_by_text("ada@example.com").first).to_be_visible()
+    # Each tool broken down from its exports: the demo's records carry breakdowns.
+    expect(page.get_by_role("img", name="GitHub Copilot by language")).to_be_visible()
+    cost = page.get_by_role("region", name="Claude Code estimated cost by model (USD)")
+    cost.get_by_text("Table").click()
+    expect(cost.get_by_role("columnheader", name="Estimated cost (USD)")).to_be_visible()
     screenshot("metrics-developer")
 
     page.context.clear_cookies()
