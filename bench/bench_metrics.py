@@ -268,6 +268,7 @@ def run() -> dict:
     from django.test import Client
 
     from bench.lib import pg_params
+    from metrics.models import DeveloperIdentity
     from tap.orgs import services as org_services
     from tap.orgs.models import OrganizationMember, Role, User
     from tap.tenancy import org_context
@@ -352,6 +353,13 @@ def run() -> dict:
             "developers_28_days": f"{base}developers/",
             "developers_all_days": f"{base}developers/?start={start.isoformat()}&end={end}",
         }
+        # One developer's page over the whole range: their daily rows, and each tool's
+        # breakdowns summed from those rows' extras.
+        with org_context(org.pk):
+            someone = DeveloperIdentity.objects.get(github_login="dev00000")
+        pages["developer_all_days"] = (
+            f"{base}developers/{someone.pk}/?start={start.isoformat()}&end={end}"
+        )
         for name, url in pages.items():
             figures[name] = timed_get(client, url)
             _progress(name, figures[name])
