@@ -807,7 +807,8 @@ def _claude_breakdown(rows: list[dict]) -> dict:
         ]
     )
     actions_rows.sort(key=lambda row: (-row[1] - row[2], row[0]))
-    # A model named twice in one record, or entries without a name, are one model here.
+    # Rows stored before the parser added up a model named twice in one record still hold it
+    # twice; a model called "unknown" and unnamed ones read alike.
     models = _by_label(
         [
             [m.get("model") or "unknown", m.get("cost_cents", 0)]

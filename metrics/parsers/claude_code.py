@@ -72,7 +72,8 @@ def row(line: int, record: dict) -> MetricRow:
             kept_actions[str(name)[:60]] = {"accepted": accepted, "rejected": rejected}
     tokens = {"input": 0, "output": 0, "cache_read": 0, "cache_creation": 0}
     cost_cents = 0
-    by_model = []
+    # Per model; a model named twice in one record is added up (as Copilot's breakdowns are).
+    by_model: dict[str, dict] = {}
     models = record.get("model_breakdown")
     if isinstance(models, list):
         for entry in models:
@@ -85,9 +86,14 @@ def row(line: int, record: dict) -> MetricRow:
             for key, value in model_tokens.items():
                 tokens[key] += value
             cost_cents += amount
-            by_model.append(
-                {"model": str(entry.get("model") or "")[:100], "cost_cents": amount} | model_tokens
-            )
+            name = str(entry.get("model") or "")[:100]
+            seen = by_model.get(name)
+            if seen is None:
+                by_model[name] = {"model": name, "cost_cents": amount} | model_tokens
+            else:
+                seen["cost_cents"] += amount
+                for key, value in model_tokens.items():
+                    seen[key] += value
     extras = {
         "lines_removed": removed,
         "commits": number(_pick(core, "commits_by_claude_code", "commit_count")),
@@ -98,7 +104,7 @@ def row(line: int, record: dict) -> MetricRow:
     if kept_actions:
         extras["tool_actions"] = kept_actions
     if by_model:
-        extras["by_model"] = by_model
+        extras["by_model"] = list(by_model.values())
     if key_name:
         extras["api_actor"] = True
     return MetricRow(

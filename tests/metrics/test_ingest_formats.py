@@ -115,6 +115,24 @@ def test_claude_local_and_remote_rows_add_up_per_model(org_a, tmp_path):
     assert by_model == {"claude-sonnet-5": (200, 2), "claude-haiku-5": (7, 1)}
 
 
+def test_a_model_named_twice_in_one_claude_record_is_one_entry(org_a, tmp_path):
+    entry = claude_record()
+    entry["model_breakdown"] = [
+        {"model": "m", "tokens": {"input": 1}, "estimated_cost": {"amount": 2}},
+        {"model": "m", "tokens": {"input": 3, "output": 4}, "estimated_cost": {"amount": 5}},
+        {"tokens": {"input": 6}},
+    ]
+    run = ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([entry])))
+    assert run.status == "succeeded", run.message
+    (row,) = rows(org_a)
+    assert [
+        (m["model"], m["input"], m["output"], m["cost_cents"]) for m in row.extras["by_model"]
+    ] == [
+        ("m", 4, 4, 7),
+        ("", 6, 0, 0),
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "text", "fmt"),
     [
