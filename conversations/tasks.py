@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from conversations import services
 from conversations.models import Conversation, Message
-from tap.ai import AIUnavailable, InterviewReply, InterviewRequest, Turn, get_backend
-from tap.outbox import is_last_attempt, outbox_task
+from tap.ai import InterviewReply, InterviewRequest, Turn, get_backend
+from tap.outbox import outbox_task
 from tap.tenancy import current_org_id, org_context
 
 CAMPAIGN_CLOSED = "campaign closed"
@@ -27,15 +27,21 @@ def campaign_completed(*, campaign_id: str) -> int:
     return closed
 
 
-@outbox_task(queue="ai", name="conversations.reply", atomic=False)
+def reply_given_up(*, conversation_id: str, turn: int) -> None:
+    """The reply job was given up — the model failed on every attempt, or the worker died
+    running it: the participant sees a calm message and can ask again, rather than wait."""
+    services.reply_failed(conversation_id=conversation_id, turn=turn, error="given up")
+
+
+@outbox_task(queue="ai", name="conversations.reply", atomic=False, on_dead=reply_given_up)
 def reply(*, conversation_id: str, turn: int) -> None:
     """The interviewer's reply to one participant turn.
 
     1. Read the conversation in a short transaction; stop if the turn is answered already.
     2. Call the model outside any transaction (it can take seconds).
     3. Re-lock and store — unless the conversation moved on meanwhile (services.reply_store).
-    A model outage raises, and the outbox retries with back-off; after the last attempt the
-    participant sees a calm message and can ask again."""
+    Any failure (a model outage, a rejected request, a time limit) raises, and the outbox
+    retries with back-off; once it gives up, `reply_given_up` tells the participant."""
     org_id = current_org_id()
     with org_context(org_id):
         conversation = (
@@ -60,13 +66,7 @@ def reply(*, conversation_id: str, turn: int) -> None:
             services.reply_failed(conversation_id=conversation_id, turn=turn, error=spent[1])
             return
         request = interview_request(conversation)
-    try:
-        answer = get_backend().interview(request)
-    except AIUnavailable as exc:
-        if is_last_attempt():
-            with org_context(org_id):
-                services.reply_failed(conversation_id=conversation_id, turn=turn, error=str(exc))
-        raise
+    answer = get_backend().interview(request)
     with org_context(org_id):
         services.reply_store(conversation_id=conversation_id, turn=turn, reply=answer)
 
@@ -110,7 +110,17 @@ def sweep() -> int:
 # --- campaign analysis (conversations/analysis/) -------------------------------------------
 
 
-@outbox_task(queue="analysis", name="conversations.analysis_run", atomic=False)
+def analysis_given_up(*, campaign_id: str, input_hash: str, **_options) -> None:
+    """The analysis job was given up (its worker died or timed out on every attempt): the
+    request fails with a reason, and Refresh is offered again."""
+    from conversations.analysis.service import analysis_given_up as given_up  # noqa: PLC0415
+
+    given_up(campaign_id=campaign_id, input_hash=input_hash)
+
+
+@outbox_task(
+    queue="analysis", name="conversations.analysis_run", atomic=False, on_dead=analysis_given_up
+)
 def analysis_run(
     *, campaign_id: str, input_hash: str, include_in_progress: bool = True, full: bool = False
 ) -> None:

@@ -16,6 +16,11 @@ Tasks are declared with `@outbox_task(queue=…)`. The wrapper claims the row (a
 delivery of a finished or running job does nothing), runs the body inside the job's
 organisation context, and records success, a retry with back-off, or death. Bodies must
 still be idempotent by a database key: at-least-once is all a queue can promise.
+
+A task whose death must be seen by a person (a participant waiting for a reply, a creator
+watching an analysis) names an `on_dead` handler: it runs once the job is given up — after
+the last attempt raised, or when the relay parks a job whose every lease ran out (worker
+killed, hard time limit) — inside the job's organisation, with the job's kwargs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import select
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
 from functools import wraps
@@ -112,6 +118,7 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
     publish = publish or _publish
     now = timezone.now()
     claimed: list[tuple[OutboxJob, int]] = []
+    given_up: list[OutboxJob] = []
     with transaction.atomic(using=SERVICE_DB):
         jobs = list(
             OutboxJob.objects.using(SERVICE_DB)
@@ -129,6 +136,7 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
                 )
                 job.save(using=SERVICE_DB, update_fields=["status", "last_error", "updated_at"])
                 logger.error("outbox job dead", extra={"job_id": str(job.id), "task": job.task})
+                given_up.append(job)
                 continue
             claimed.append((job, job.attempts))
             job.status = OutboxJob.Status.QUEUED
@@ -144,6 +152,8 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
                     "updated_at",
                 ],
             )
+    for job in given_up:
+        _run_on_dead(job)
     published = 0
     for index, (job, _attempts_before) in enumerate(claimed):
         try:
@@ -213,16 +223,31 @@ class MissingOrganization(RuntimeError):
     """A tenant task was queued without the organisation it must run in."""
 
 
-def outbox_task(*, queue: str, name: str | None = None, tenant: bool = True, atomic: bool = True):
+# Task name → the handler that records a job given up (`outbox_task(on_dead=…)`).
+_ON_DEAD: dict[str, Callable[..., None]] = {}
+_tasks_imported: list[bool] = []
+
+
+def outbox_task(
+    *,
+    queue: str,
+    name: str | None = None,
+    tenant: bool = True,
+    atomic: bool = True,
+    on_dead: Callable[..., None] | None = None,
+):
     """Declare a Celery task fed by the outbox. The body receives the job's kwargs and runs
     inside the job's organisation; a tenant task queued without one fails (and says so).
 
     With `atomic=False` the organisation is active but no transaction is open: the body opens
     its own (`org_context(current_org_id())`), e.g. to commit a claim before sending an email.
+    `on_dead(**kwargs)` runs once the job is given up (module docstring).
     """
 
     def decorator(func):
         task_name = name or f"{func.__module__.rsplit('.', 1)[0]}.{func.__name__}"
+        if on_dead is not None:
+            _ON_DEAD[task_name] = on_dead
 
         # The queue travels on the outbox row (the relay publishes to it), not on the task;
         # the time limits are the queue's, and the job's lease outlasts the hard one.
@@ -293,7 +318,8 @@ def execute(job_id, func, *, tenant: bool = True, atomic: bool = True) -> str:
                     "org_id": str(job.organization_id) if job.organization_id else None,
                 },
             )
-            _settle_failure(job, exc)
+            if _settle_failure(job, exc):
+                _run_on_dead(job)
             return "failed"
         finally:
             _current_job.reset(job_token)
@@ -324,7 +350,8 @@ def _claim(job_id) -> OutboxJob | None:
         return job
 
 
-def _settle_failure(job: OutboxJob, exc: Exception) -> None:
+def _settle_failure(job: OutboxJob, exc: Exception) -> bool:
+    """Record a failed attempt: back to pending with back-off, or dead. Returns whether dead."""
     dead = job.attempts >= job.max_attempts
     OutboxJob.objects.using(SERVICE_DB).filter(pk=job.pk).update(
         status=OutboxJob.Status.DEAD if dead else OutboxJob.Status.PENDING,
@@ -333,6 +360,31 @@ def _settle_failure(job: OutboxJob, exc: Exception) -> None:
         last_error=f"attempt {job.attempts}: {type(exc).__name__}: {exc}"[:2000],
         updated_at=timezone.now(),
     )
+    return dead
+
+
+def _run_on_dead(job: OutboxJob) -> None:
+    """Run the task's `on_dead` handler for a job given up. A failing handler is logged, not
+    raised: the job stays dead either way, and staff see it in the admin."""
+    if job.task not in _ON_DEAD and not _tasks_imported:
+        from tap.celery import app  # noqa: PLC0415
+
+        app.loader.import_default_modules()  # the relay does not import the tasks otherwise
+        _tasks_imported.append(True)
+    handler = _ON_DEAD.get(job.task)
+    if handler is None:
+        return
+    try:
+        if job.organization_id:
+            with org_context(job.organization_id):
+                handler(**job.kwargs)
+        else:
+            with transaction.atomic():
+                handler(**job.kwargs)
+    except Exception:
+        logger.exception(
+            "outbox on_dead handler failed", extra={"job_id": str(job.id), "task": job.task}
+        )
 
 
 def run_due_inline(*, limit: int = 100) -> int:

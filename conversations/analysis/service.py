@@ -319,6 +319,19 @@ def _record_failure(analysis_id, input_hash, reason: str) -> None:
         )
 
 
+def analysis_given_up(*, campaign_id, input_hash: str) -> None:
+    """The job computing this request was given up without recording why (a worker killed,
+    a time limit on every attempt): fail the request, unless a newer one replaced it, so
+    that the page stops showing progress and offers Refresh again."""
+    CampaignAnalysis.objects.filter(
+        campaign_id=campaign_id, pending_hash=input_hash, status__in=[S.PENDING, S.RUNNING]
+    ).update(
+        status=S.FAILED,
+        error="The analysis stopped before it finished. Refresh to try again.",
+        updated_at=timezone.now(),
+    )
+
+
 def _store(analysis_id, input_hash, snap, result: Result, usage: Usage, engine, inputs_at) -> str:
     with org_context(current_org_id()), transaction.atomic():
         analysis = CampaignAnalysis.objects.select_for_update().get(pk=analysis_id)

@@ -3,6 +3,7 @@ conversation re-extracts only itself, the run goes through the analysis queue, t
 (completion, daily beat), anonymity, and org isolation of the stored rows."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -114,6 +115,30 @@ def test_a_newer_request_supersedes_a_queued_one(org_a, alice):
     final = stored(org_a, campaign)
     assert (final.status, final.input_hash) == ("ready", second.pending_hash)
     assert final.conversation_count == 25
+
+
+def test_an_analysis_whose_worker_died_on_every_attempt_fails_and_can_be_asked_again(org_a, alice):
+    """A worker killed mid-run (or past its hard time limit) records nothing itself: once the
+    relay gives the job up, the request fails with a reason — not "running" for ever — and
+    the next request queues a new run."""
+    campaign, _truth = planted_campaign(org_a, alice)
+    with org_context(org_a.id):
+        asked = service.campaign_analyze(actor=alice, campaign=campaign)
+    past = timezone.now() - timedelta(seconds=1)
+    jobs = OutboxJob.objects.using("service").filter(task="conversations.analysis_run")
+    # Every attempt was taken and the last one's lease ran out: the worker died running it.
+    jobs.update(status="running", attempts=5, max_attempts=5, available_at=past)
+    outbox.relay_once(publish=lambda job: None)
+    assert jobs.get().status == "dead"
+    failed = stored(org_a, campaign)
+    assert (failed.status, failed.pending_hash) == ("failed", asked.pending_hash)
+    assert "Refresh to try again" in failed.error
+    with org_context(org_a.id):
+        again = service.campaign_analyze(actor=alice, campaign=campaign)
+    assert again.status == "pending"
+    assert jobs.filter(status="pending").count() == 1
+    outbox.run_due_inline()
+    assert stored(org_a, campaign).status == "ready"
 
 
 def test_completed_only_option_changes_what_is_included(org_a, alice):

@@ -64,3 +64,35 @@ def test_an_overloaded_api_is_retried_later_and_answered_once(fake_claude, org_a
     with org_context(org_a.id):
         assert Message.objects.filter(sender="bot", turn=1).count() == 1
     assert len(fake_claude.message_requests) == 4
+
+
+@pytest.mark.faults
+def test_a_rejected_request_tells_the_participant_once_the_outbox_gives_up(
+    fake_claude,
+    org_a,
+    participant,  # noqa: F811
+    settings,
+):
+    """A 401 (a revoked key) is not an outage, but the participant must not wait for ever
+    either: after the last attempt they see the calm message and may ask again."""
+    from django.utils import timezone
+
+    settings.TAP_OUTBOX_MAX_ATTEMPTS = 2
+    fake_claude.script(error(401), error(401))
+    post(org_a, participant, "An answer")
+    outbox.run_due_inline()
+    job = OutboxJob.objects.using("service").get(task="conversations.reply")
+    assert (job.status, job.attempts) == ("pending", 1)
+    with org_context(org_a.id):
+        assert Conversation.objects.get().awaiting_reply is True
+    OutboxJob.objects.using("service").filter(pk=job.pk).update(available_at=timezone.now())
+    outbox.run_due_inline()
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("dead", 2)
+    assert "AuthenticationError" in job.last_error
+    with org_context(org_a.id):
+        stuck = Conversation.objects.get()
+        assert (stuck.awaiting_reply, stuck.status) == (False, "active")
+        assert "try again" in stuck.reply_error
+        assert not Message.objects.filter(sender="bot", turn=1).exists()
+    assert len(fake_claude.message_requests) == 2

@@ -192,6 +192,28 @@ def test_an_org_over_its_daily_budget_gets_a_calm_message(org_a, participant, se
     assert ("bot", 1) not in transcript(org_a)
 
 
+def test_a_reply_whose_worker_died_on_every_attempt_lets_the_participant_ask_again(
+    org_a, participant
+):
+    """A worker killed while replying (or past the hard time limit) never reaches the task's
+    own error handling: once the relay gives the job up, the participant is told and can ask
+    again, instead of waiting on "the interviewer is typing" for ever."""
+    post(org_a, participant, "The build takes forty minutes.")
+    past = timezone.now() - timedelta(seconds=1)
+    replies = OutboxJob.objects.using("service").filter(task="conversations.reply")
+    replies.update(status="running", attempts=5, max_attempts=5, available_at=past)
+    assert conversation(org_a).awaiting_reply is True
+    outbox.relay_once(publish=lambda job: None)
+    assert replies.get().status == "dead"
+    stuck = conversation(org_a)
+    assert stuck.awaiting_reply is False
+    assert "try again" in stuck.reply_error
+    with org_context(org_a.id):
+        services.reply_retry(conversation=stuck)
+    outbox.run_due_inline()
+    assert ("bot", 1) in transcript(org_a)
+
+
 def test_the_participant_row_tracks_status_and_activity_to_the_minute(org_a, participant):
     def reload():
         with org_context(org_a.id):
