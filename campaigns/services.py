@@ -134,6 +134,8 @@ def campaign_update(
                 "The mission and opening question can no longer change: participants have "
                 "already answered them. Settings and the name can still be edited."
             )
+        if anonymity_locked(campaign) and not settings.anonymous:
+            raise ValidationError({"anonymous": ANONYMITY_LOCKED})
         mission_changed = values["mission"] != campaign.mission
         for key, value in values.items():
             setattr(campaign, key, value)
@@ -151,6 +153,20 @@ def campaign_update(
         if mission_changed and not campaign.mission_summary_edited:
             _queue_mission_summary(campaign)
     return campaign
+
+
+ANONYMITY_LOCKED = (
+    "Participants were invited to answer anonymously, so this campaign stays anonymous. "
+    "Start a new campaign to collect named responses."
+)
+
+
+def anonymity_locked(campaign: Campaign) -> bool:
+    """Anonymity can be turned on at any time, but not off once invitations went out: people
+    answered on that promise, and naming them afterwards would break it."""
+    return campaign.options.anonymous and (
+        campaign.status != S.DRAFT or campaign_has_conversations(campaign)
+    )
 
 
 def campaign_has_conversations(campaign: Campaign) -> bool:

@@ -118,6 +118,9 @@ def campaign_create(request):
 def campaign_edit(request, campaign_id):
     campaign = _campaign(campaign_id)
     form = CampaignEditForm(request.POST or None, initial=CampaignForm.initial_for(campaign))
+    if services.anonymity_locked(campaign):
+        form.fields["anonymous"].disabled = True
+        form.fields["anonymous"].help_text = services.ANONYMITY_LOCKED
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

@@ -3,7 +3,10 @@
 from datetime import UTC, date, timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 
+from campaigns import services
+from campaigns.forms import CampaignForm
 from campaigns.models import Campaign, Participant
 from tap.orgs.models import AuditEvent
 from tap.tenancy import org_context
@@ -108,6 +111,48 @@ def test_mission_edits_are_refused_once_people_answered_with_the_reason(org_a, a
     with org_context(org_a.id):
         assert Campaign.objects.get().options.max_follow_ups == 9
         assert Participant.objects.count() == 1
+
+
+def test_anonymity_cannot_be_switched_off_once_people_were_invited(org_a, alice, client_for):
+    """People answered on the promise of anonymity: turning it off would name them."""
+    campaign = creator.campaign(org_a, alice, status="active", anonymous=True)
+    client = client_for(alice)
+    page = client.get(creator.url("edit", org_a, campaign.pk))
+    assert page.context["form"].fields["anonymous"].disabled
+    assert "stays anonymous" in page.content.decode()
+    # A forged POST without the box keeps it on (a disabled field keeps its value) …
+    data = {k: v for k, v in VALID.items() if k != "anonymous"}
+    response = client.post(
+        creator.url("edit", org_a, campaign.pk), {**data, "name": "Renamed", "mission_summary": ""}
+    )
+    assert response.status_code == 302
+    with org_context(org_a.id):
+        campaign.refresh_from_db()
+    assert (campaign.name, campaign.options.anonymous) == ("Renamed", True)
+    # … and the service refuses it whoever calls it.
+    form = CampaignForm({**data, "mission_summary": ""})
+    assert form.is_valid(), form.errors
+    with org_context(org_a.id), pytest.raises(ValidationError, match="stays anonymous"):
+        services.campaign_update(
+            actor=alice,
+            campaign=campaign,
+            name="x",
+            mission=campaign.mission,
+            opening_question=campaign.opening_question,
+            settings=form.cleaned_data["settings"],
+        )
+    with org_context(org_a.id):
+        assert Campaign.objects.get().options.anonymous is True
+
+
+def test_a_draft_may_still_stop_being_anonymous(org_a, alice, client_for):
+    campaign = creator.campaign(org_a, alice, anonymous=True)
+    client = client_for(alice)
+    data = {k: v for k, v in VALID.items() if k != "anonymous"}
+    response = client.post(creator.url("edit", org_a, campaign.pk), {**data, "mission_summary": ""})
+    assert response.status_code == 302
+    with org_context(org_a.id):
+        assert Campaign.objects.get().options.anonymous is False
 
 
 def test_archived_campaigns_cannot_be_edited(org_a, alice, client_for):
