@@ -69,7 +69,8 @@ def latest_day(org_id) -> dt.date | None:
 def default_range(org_id, today: dt.date) -> tuple[dt.date, dt.date]:
     """The last four weeks of data (ending at the latest day loaded, so an org whose exports
     lag still sees a full chart)."""
-    end = latest_day(org_id) or today
+    # Never past tomorrow, whatever was loaded before uploads refused such days.
+    end = min(latest_day(org_id) or today, today + dt.timedelta(days=1))
     return end - dt.timedelta(days=DEFAULT_DAYS - 1), end
 
 

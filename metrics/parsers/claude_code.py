@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from metrics.models import TOOL_CLAUDE_CODE
-from metrics.parsers.records import Invalid, MetricRow, as_count, number, parse_day
+from metrics.parsers.records import Invalid, MetricRow, as_count, number, parse_usage_day
 
 
 def is_record(record: dict) -> bool:
@@ -43,7 +43,7 @@ def _identity(record: dict) -> tuple[str, str]:
 
 def row(line: int, record: dict) -> MetricRow:
     email, key_name = _identity(record)
-    day = parse_day(record.get("date"), "date")
+    day = parse_usage_day(record.get("date"), "date")
     core = record.get("core_metrics")
     if not isinstance(core, dict):
         core = record

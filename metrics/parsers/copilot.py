@@ -15,6 +15,7 @@ from metrics.parsers.records import (
     number,
     parse_day,
     parse_moment,
+    parse_usage_day,
 )
 
 BREAKDOWNS = (
@@ -178,7 +179,7 @@ def _extras(record: dict) -> dict:
 
 def user_row(line: int, record: dict) -> MetricRow:
     login, user_id = _identity(record)
-    day = parse_day(record.get("day"), "day")
+    day = parse_usage_day(record.get("day"), "day")
     suggestions = count(record, "code_generation_activity_count")
     acceptances = count(record, "code_acceptance_activity_count")
     completions = count(record, "loc_added_sum")

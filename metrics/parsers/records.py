@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 MAX_COUNT = 2**31 - 1
 
@@ -97,6 +98,31 @@ def parse_day(value, what: str = "date") -> date:
         return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
     except ValueError:
         raise Invalid(f"impossible {what} “{text[:40]}”") from None
+
+
+# Usage is reported for days that have passed: none before this, none after tomorrow (UTC; a
+# day that has begun somewhere on Earth). A typo'd year would otherwise become the latest day
+# loaded, and with it every dashboard's default range.
+FIRST_USAGE_DAY = date(2000, 1, 1)
+_tomorrow: list = [-1, date.min]  # [the minute it was read in, tomorrow in UTC]
+
+
+def _tomorrow_utc() -> date:
+    minute = int(time.time()) // 60
+    if minute != _tomorrow[0]:  # make the date once a minute, not once a row
+        _tomorrow[:] = [minute, datetime.now(UTC).date() + timedelta(days=1)]
+    return _tomorrow[1]
+
+
+def parse_usage_day(value, what: str = "date") -> date:
+    """The day a usage record is for (`parse_day`), refused when it has not happened yet or
+    lies before any of these tools existed."""
+    day = parse_day(value, what)
+    if day > _tomorrow_utc():
+        raise Invalid(f"{what} {day.isoformat()} is in the future")
+    if day < FIRST_USAGE_DAY:
+        raise Invalid(f"{what} {day.isoformat()} is before {FIRST_USAGE_DAY.year}")
+    return day
 
 
 def parse_moment(value) -> datetime | None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from metrics.parsers.records import Invalid, MetricRow, TeamRow, as_count, parse_day, tool_name
+from metrics.parsers.records import (
+    Invalid,
+    MetricRow,
+    TeamRow,
+    as_count,
+    parse_usage_day,
+    tool_name,
+)
 
 DAILY_HEADER = (
     "date",
@@ -47,7 +54,7 @@ def daily_row(line: int, row: dict) -> MetricRow:
         values[column] = as_count(raw or 0, column)
     return MetricRow(
         line=line,
-        date=parse_day((row.get("date") or "").strip(), "date"),
+        date=parse_usage_day((row.get("date") or "").strip(), "date"),
         tool=tool_name(row.get("tool")),
         extras={},
         login=login[:100],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
@@ -164,6 +165,54 @@ def test_broken_lines_fail_the_run_with_line_numbers_and_store_nothing(org_a, tm
     with org_context(org_a.id):
         # Identities created while reading are rolled back with the rest.
         assert not DeveloperIdentity.objects.exists()
+
+
+@time_machine.travel("2026-04-10 23:30:00 +0000", tick=False)
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "u.ndjson",
+            ndjson(
+                [
+                    copilot_record("today", day="2026-04-10"),
+                    copilot_record("tomorrow", day="2026-04-11"),  # begun east of UTC
+                    copilot_record("typo", day="9999-12-31"),
+                    copilot_record("ancient", day="1999-12-31"),
+                ]
+            ),
+        ),
+        (
+            "c.jsonl",
+            ndjson(
+                [
+                    claude_record("today@x.example", date="2026-04-10T00:00:00Z"),
+                    claude_record("tomorrow@x.example", date="2026-04-11T00:00:00Z"),
+                    claude_record("typo@x.example", date="2062-04-10T00:00:00Z"),
+                    claude_record("ancient@x.example", date="1970-01-01T00:00:00Z"),
+                ]
+            ),
+        ),
+        (
+            "t.csv",
+            TAP_CSV
+            + "2026-04-10,cursor,today,,1,1,0,1\n"
+            + "2026-04-11,cursor,tomorrow,,1,1,0,1\n"
+            + "2026-05-10,cursor,typo,,1,1,0,1\n"
+            + "0001-01-01,cursor,ancient,,1,1,0,1\n",
+        ),
+    ],
+)
+def test_days_that_have_not_happened_are_rejected(org_a, tmp_path, name, content):
+    """A typo'd year would become the latest day loaded — and every dashboard's default
+    range — so usage after tomorrow (UTC), or before 2000, is a rejected line."""
+    run = ingest(org_a, write(tmp_path, name, content), skip_invalid=True)
+    assert run.status == "partial", run.message
+    reasons = sorted(e["reason"] for e in run.errors)
+    assert len(reasons) == 2
+    assert any("is in the future" in r for r in reasons)
+    assert any("is before 2000" in r for r in reasons)
+    assert sorted(r.date.isoformat() for r in rows(org_a)) == ["2026-04-10", "2026-04-11"]
 
 
 def test_skip_invalid_stores_the_good_lines_as_partial(org_a, tmp_path):
