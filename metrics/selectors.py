@@ -69,8 +69,7 @@ def latest_day(org_id) -> dt.date | None:
 def default_range(org_id, today: dt.date) -> tuple[dt.date, dt.date]:
     """The last four weeks of data (ending at the latest day loaded, so an org whose exports
     lag still sees a full chart)."""
-    # Never past tomorrow, whatever was loaded before uploads refused such days.
-    end = min(latest_day(org_id) or today, today + dt.timedelta(days=1))
+    end = latest_day(org_id) or today
     return end - dt.timedelta(days=DEFAULT_DAYS - 1), end
 
 
@@ -1014,6 +1013,79 @@ def _held_back(shown: list[str], weeks: list, counts: dict, also: set = frozense
     return held
 
 
+def _held_in_other_views(org_id, f: Filters, shown: list[str], params: dict, *, same_members):
+    """For a viewer who may not see people, with several tools shown: the (cohort index,
+    week) cells of the view of `f.tool` to hold back because of the other views of the same
+    cohorts. A cohort's week in all tools is the sum of its weeks in each tool, so were a
+    cell held back (`_held_back`, each view with its own totals) in one view only, the other
+    views' figures would give it: it is then held back in a second view too — all tools, or,
+    where all tools held it, the tool fewest of the cohort used that week. And in the
+    all-tools view, a cohort's week with 1 to 4 of its developers on some tool is held back:
+    its figure less that of the other tools would be those few's. `same_members`: the
+    cohorts have the same members whatever the tool (teams; adoption months and usage tiers
+    follow the tool, so other views' cohorts are other groups, and only the last rule
+    applies)."""
+    if f.tool and not same_members:
+        return set()
+    every_tool = replace(f, tool="")
+    cells = _Cells(_tool_weeks(org_id, every_tool))
+    if len({tool for _w, tool, *_ in cells.shown}) < 2:
+        return set()  # one tool: its view is the all-tools view
+    rows = _rows(
+        f"""
+        WITH d AS MATERIALIZED (
+            SELECT developer, r.week, r.tool, sum(acceptances)::bigint AS acceptances
+            FROM {_range_rows(every_tool, "acceptances", per_tool=True)} r {cells.join}
+            GROUP BY developer, r.week, r.tool
+        ), c AS (
+            SELECT -1 AS cohort, d.* FROM d
+            UNION ALL
+            SELECT m.cohort, d.*
+            FROM d
+            JOIN (
+                SELECT developer, cohort
+                FROM unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)
+                GROUP BY developer, cohort
+            ) m ON m.developer = d.developer
+        )
+        SELECT cohort, week, tool, count(DISTINCT developer), sum(acceptances)::bigint
+        FROM c
+        GROUP BY GROUPING SETS ((cohort, week, tool), (cohort, week))
+        """,
+        _params(org_id, every_tool)
+        | cells.params
+        | {"people": params["people"], "cohort": params["cohort"]},
+    )
+    views: dict[str, dict] = defaultdict(dict)
+    few_of_a_tool = set()
+    for cohort, week, tool, n_active, acceptances in rows:
+        views[tool or ""][(cohort, week)] = (n_active, acceptances)
+        if tool and cohort >= 0 and n_active < SMALL_COHORT:
+            few_of_a_tool.add((cohort, week))
+    held = {
+        tool: _held_back(
+            shown,
+            sorted(week for cohort, week in counts if cohort == -1),
+            counts,
+            also=set() if tool else few_of_a_tool,
+        )
+        for tool, counts in views.items()
+    }
+    if not same_members:
+        return held[""]
+    for cell in set().union(*held.values()):
+        hidden = [tool for tool in views if cell in held[tool]]
+        if len(hidden) != 1:
+            continue
+        if hidden[0]:
+            held[""].add(cell)
+            continue
+        used = [(views[t][cell][0], t) for t in views if t and views[t].get(cell, (0, 0))[0]]
+        if used:
+            held[min(used)[1]].add(cell)
+    return held.get(f.tool, set())
+
+
 def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
     """{cohort name: developer identity ids}: by team, by adoption month (first day with
     usage), or by usage tier — heavy / moderate / light by percentile of suggestions in the
@@ -1138,26 +1210,11 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
     )
     weeks = sorted({w for cohort, w, _n, _a in weekly if cohort is None})
     counts = {(cohort, w): (n, a) for cohort, w, n, a in weekly if cohort is not None}
-    few_of_a_tool: set = set()
-    if cells is not None and not f.tool and len({t for _w, t, *_ in cells.shown}) > 1:
-        # A cohort's week with 1 to 4 of its active developers on some tool: its all-tools
-        # figure less that of the other tools (chosen one by one) would be those few's.
-        few_of_a_tool = set(
-            _rows(
-                f"""
-                SELECT DISTINCT cohort, week FROM (
-                    SELECT m.cohort, r.week
-                    FROM {_range_rows(f, "acceptances", per_tool=True)} r {in_cells}
-                    JOIN unnest(%(people)s::uuid[], %(cohort)s::int[]) AS m (developer, cohort)
-                      ON m.developer = r.developer
-                    GROUP BY m.cohort, r.week, r.tool
-                    HAVING count(*) < %(small)s
-                ) few
-                """,
-                params | {"small": SMALL_COHORT},
-            )
+    held = set()
+    if not people:
+        held = _held_back(shown, weeks, counts) | _held_in_other_views(
+            org_id, f, shown, params, same_members=by == "team"
         )
-    held = set() if people else _held_back(shown, weeks, counts, also=few_of_a_tool)
     cell_weeks = {c[0] for c in cells.shown} if cells is not None else set()
     table = []
     for name in order:

@@ -263,6 +263,37 @@ def test_a_cohorts_all_tools_less_one_tool_gives_nothing_away(client_for, bob, o
     assert all_tools["a"] == (6, None)  # so all tools are held back
 
 
+def test_a_cell_held_back_in_one_tools_view_is_held_back_in_every_view(
+    client_for, bob, org_a, tmp_path
+):
+    """Teams a and b, six each, all on Copilot; five of a and two of b on Cursor (seven in
+    all, so Cursor's week is on the overview). Cursor's view holds back b (two) and then a
+    (the week's seven less a's five would be b's two). Were a shown in the all-tools and the
+    Copilot views, one less the other would be a's Cursor week, and the overview's Cursor
+    week less that, b's two people's: all tools hold it back too, leaving Copilot's alone."""
+    team_on_copilot(org_a, tmp_path, "a", 6, "2026-04-01")
+    team_on_copilot(org_a, tmp_path, "b", 6, "2026-04-01")
+    cursor_users = ["a0", "a1", "a2", "a3", "a4", "b0", "b1"]
+    on_cursor(
+        org_a,
+        tmp_path,
+        [("2026-04-01", login, 30, 3 + i) for i, login in enumerate(cursor_users)],
+    )
+    member = client_for(bob)
+    views = {}
+    for tool in ["", "copilot", "cursor"]:
+        page = member.get(url("cohorts", org_a), {**WEEK, "by": "team", "tool": tool})
+        views[tool] = {
+            c["name"]: c["weeks"][0]["per_active"] for c in page.context["cohorts"] if c["weeks"]
+        }
+    assert views["cursor"] == {"a": None, "b": None}
+    assert views[""]["a"] is None
+    assert views["copilot"]["a"] == 4.0
+    # Each cell is held back in no view, or in two or more: no figure follows from others.
+    for team in ["a", "b"]:
+        assert [views[tool][team] for tool in views].count(None) != 1, views
+
+
 def test_a_week_left_out_is_no_figure_not_nobody(client_for, bob, dave, org_a, tmp_path):
     """Eight on Copilot one week, three the next: members get no figure for the second week,
     active developers included (0 would say nobody worked); admins get 3."""
