@@ -82,7 +82,7 @@ def analysis_page(request, campaign_id):
             members=members,
             changed=service.changed_since(campaign=campaign, analysis=analysis),
             by_tier=tiers.breakdown(
-                analysis, scope, tiers.conversation_tiers(campaign, timezone.localdate())
+                analysis, tiers.conversation_tiers(campaign, timezone.localdate())
             ),
         )
     return render(request, "analysis/page.html", context)

@@ -41,10 +41,12 @@ def conversation_tiers(campaign, today: date) -> dict[str, dict[str, str]]:
     return dict(tiers)
 
 
-def breakdown(analysis: CampaignAnalysis, scope: str, tiers: dict[str, dict[str, str]]):
+def breakdown(analysis: CampaignAnalysis, tiers: dict[str, dict[str, str]]):
     """Per tool, per tier: conversations, mean sentiment and the three largest themes — for
-    groups of at least MIN_GROUP; smaller groups are named but not broken down."""
-    chosen = included(analysis, scope)
+    groups of at least MIN_GROUP; smaller groups are named but not broken down. Always over
+    every conversation analysed, whatever the page's scope: a tier's figures with and without
+    the in-progress conversations, one less the other, would be those few people's."""
+    chosen = included(analysis, "all")
     labels = {t["id"]: t["label"] for t in analysis.themes or []}
     tools = sorted({tool for per in tiers.values() for tool in per})
     result = []

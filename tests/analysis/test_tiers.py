@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Participant
+from conversations.models import Conversation
 from metrics.models import DailyDeveloperMetric, DeveloperIdentity, MetricIngestionRun
 from tap.tenancy import org_context
 from tests.analysis.helpers import planted_campaign
@@ -57,3 +58,24 @@ def test_no_breakdown_without_linked_participants(org_a, alice, client_for):
     analysed(org_a, campaign)
     html = client_for(alice).get(url("page", org_a, campaign)).content.decode()
     assert "By AI-tool usage" not in html
+
+
+def test_the_breakdown_is_the_same_with_or_without_in_progress_conversations(
+    org_a, alice, client_for
+):
+    """Heavy: twelve, one of them still in progress. Were the breakdown to follow the page's
+    scope, heavy with and without the in-progress one, one less the other, would be that
+    person's sentiment and themes."""
+    campaign, _truth = planted_campaign(org_a, alice)
+    link_with_usage(org_a, dict.fromkeys(range(12), 100))
+    with org_context(org_a.id):
+        first = Participant.objects.order_by("email").first()
+        Conversation.objects.filter(participant=first).update(status="active")
+    analysed(org_a, campaign)
+    client = client_for(alice)
+    every = client.get(url("page", org_a, campaign), {"scope": "all"}).context
+    completed = client.get(url("page", org_a, campaign), {"scope": "completed"}).context
+    assert every["figures"] != completed["figures"]  # the scope does change the figures
+    assert every["by_tier"] == completed["by_tier"]
+    heavy = every["by_tier"][0]["rows"][0]
+    assert (heavy["tier"], heavy["size"]) == ("heavy", 12)
