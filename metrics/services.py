@@ -16,9 +16,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from psycopg import errors as pg_errors
 
 from campaigns.identities import participants_link
 from metrics.ingest import Identities, Ingest, progress_key, team_add
@@ -421,8 +422,10 @@ def identity_map_row(identities: Identities, row: TeamRow) -> str:
 def _merge(*, keep_id, other_id, identities: Identities | None = None) -> str:
     """Fold identity `other` into `keep`: metrics, seat, teams and identifiers move; a clash
     (both have data for the same day and tool, two GitHub ids) is reported, not guessed."""
-    keep = DeveloperIdentity.objects.select_for_update().get(pk=keep_id)
-    other = DeveloperIdentity.objects.select_for_update().get(pk=other_id)
+    locked = DeveloperIdentity.objects.select_for_update()
+    keep, other = locked.filter(pk=keep_id).first(), locked.filter(pk=other_id).first()
+    if keep is None or other is None:
+        return "one of the two was merged into another developer meanwhile; not merged"
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT EXISTS (SELECT 1 FROM daily_developer_metrics a "
@@ -487,11 +490,41 @@ def _merge(*, keep_id, other_id, identities: Identities | None = None) -> str:
     return ""
 
 
+MERGE_LOCK_WAIT = "3s"
+
+
+def _metrics_lock(org_id, *, wait: str) -> bool:
+    """Take the organisation's metrics-writer lock (`tap_metrics_lock`, held to the end of
+    the transaction), waiting at most `wait`. Returns False when another run holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout')")
+        (previous,) = cursor.fetchone()
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [wait])
+        try:
+            with transaction.atomic():
+                cursor.execute("SELECT tap_metrics_lock(%s)", [str(org_id)])
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, pg_errors.LockNotAvailable):
+                raise
+            return False
+        finally:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    return True
+
+
 def identity_merge(*, actor, org, keep: DeveloperIdentity, other: DeveloperIdentity) -> None:
     """An admin confirms that two identities are one developer."""
     if keep.pk == other.pk:
         raise ValidationError("Choose two different identities.")
     with transaction.atomic():
+        # Ingestion's lock first, as ingestion takes it before the identities: never the two
+        # orders at once (a deadlock). An upload holds it for up to a minute or two: say so
+        # rather than keep the admin's page waiting.
+        if not _metrics_lock(org.id, wait=MERGE_LOCK_WAIT):
+            raise ValidationError(
+                "An upload of metrics is being processed right now. Merge again once it has "
+                "finished (Uploads shows its progress)."
+            )
         labels = (keep.label, other.label)
         problem = _merge(keep_id=keep.pk, other_id=other.pk)
         if problem:

@@ -263,8 +263,11 @@ def identity_merge(request):
         messages.error(request, "Choose the two identities to merge.")
         return redirect("metrics:identities", request.org.slug)
     scope = DeveloperIdentity.objects.all()
-    keep = get_object_or_404(scope, pk=form.cleaned_data["keep"])
-    other = get_object_or_404(scope, pk=form.cleaned_data["other"])
+    keep = scope.filter(pk=form.cleaned_data["keep"]).first()
+    other = scope.filter(pk=form.cleaned_data["other"]).first()
+    if keep is None or other is None:  # a double submit, or another admin was quicker
+        messages.error(request, "One of the two was merged already: nothing changed.")
+        return redirect("metrics:identities", request.org.slug)
     try:
         services.identity_merge(actor=request.user, org=request.org, keep=keep, other=other)
     except ValidationError as exc:

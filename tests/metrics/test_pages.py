@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import uuid
 
+import psycopg
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from metrics import extras
+from metrics import extras, services
 from metrics.models import DeveloperIdentity
 from tap.tenancy import org_context
 from tests.metrics.helpers import TAP_CSV, claude_record, copilot_record, ingest, ndjson, write
@@ -646,6 +648,53 @@ def test_a_merge_keeps_the_campaign_participants_linked(client_for, alice, dave,
         participant = Participant.objects.get()
         assert participant.developer_identity_id == by_login.pk
         assert participant.identity_unlinked is False
+
+
+def test_merging_twice_says_it_was_merged_already(client_for, dave, org_a, tmp_path):
+    """A double submit (or two admins at once): the second finds the identity gone."""
+    ingest(org_a, write(tmp_path, "gh.ndjson", ndjson([copilot_record("mona")])))
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record("mona@x.example")])))
+    with org_context(org_a.id):
+        keep = DeveloperIdentity.objects.get(github_login="mona")
+        other = DeveloperIdentity.objects.get(email="mona@x.example")
+    client = client_for(dave)
+    form = {"keep": keep.pk, "other": other.pk}
+    assert client.post(url("identity_merge", org_a), form).status_code == 302
+    again = client.post(url("identity_merge", org_a), form, follow=True)
+    assert again.status_code == 200
+    assert "One of the two was merged already: nothing changed." in again.content.decode()
+    with org_context(org_a.id):
+        (identity,) = DeveloperIdentity.objects.all()
+        assert identity.daily_metrics.count() == 2
+    # The service says the same to a caller holding the stale rows.
+    with org_context(org_a.id), pytest.raises(ValidationError, match="merged into another"):
+        services.identity_merge(actor=dave, org=org_a, keep=keep, other=other)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_a_merge_during_an_upload_says_so_instead_of_waiting(
+    client_for, dave, org_a, tmp_path, monkeypatch
+):
+    """An upload holds the organisation's metrics lock for its whole run: the merge takes it
+    first (never a deadlock with the run), gives up after a moment, and changes nothing."""
+    ingest(org_a, write(tmp_path, "gh.ndjson", ndjson([copilot_record("mona")])))
+    ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([claude_record("mona@x.example")])))
+    with org_context(org_a.id):
+        keep = DeveloperIdentity.objects.get(github_login="mona")
+        other = DeveloperIdentity.objects.get(email="mona@x.example")
+    monkeypatch.setattr(services, "MERGE_LOCK_WAIT", "200ms")
+    with psycopg.connect(**connection.get_connection_params()) as upload:
+        upload.execute("SELECT tap_metrics_lock(%s)", [str(org_a.id)])  # held until rollback
+        response = client_for(dave).post(
+            url("identity_merge", org_a), {"keep": keep.pk, "other": other.pk}, follow=True
+        )
+        assert "An upload of metrics is being processed right now" in response.content.decode()
+        with org_context(org_a.id):
+            assert DeveloperIdentity.objects.count() == 2
+        upload.rollback()
+    with org_context(org_a.id):
+        services.identity_merge(actor=dave, org=org_a, keep=keep, other=other)
+        assert DeveloperIdentity.objects.count() == 1
 
 
 def test_csv_templates(client_for, bob, org_a):
