@@ -29,7 +29,7 @@ INSTALLED_APPS = [
     "campaigns",
     "conversations",
     "metrics",
-    "django.contrib.admin",
+    "tap.apps.TapAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -93,6 +93,8 @@ for _alias, _db in DATABASES.items():
 # Each view runs in a savepoint inside the request transaction that TenancyMiddleware owns:
 # a view that fails is rolled back, and its error page still renders in the transaction.
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# The Django admin's views run in `staff_scope`, where this sends every query to `service`.
+DATABASE_ROUTERS = ["tap.tenancy.StaffRouter"]
 # Metrics ingestion stages each fold's rows (about 8 MB) in temporary tables: room for them in
 # the session's local buffers, not spilled to temporary files. PostgreSQL takes this only
 # before a session first touches a temporary table, so at connection time; the buffers are

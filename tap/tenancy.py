@@ -26,6 +26,7 @@ from django.http import Http404
 
 _org_id: ContextVar[uuid.UUID | None] = ContextVar("tap_org_id", default=None)
 _user_id: ContextVar[uuid.UUID | None] = ContextVar("tap_user_id", default=None)
+_staff: ContextVar[bool] = ContextVar("tap_staff", default=False)
 
 
 class TenantContextMissing(RuntimeError):
@@ -107,6 +108,38 @@ def activate_org(org_id, *, using: str = "default") -> None:
     _org_id.set(uuid.UUID(str(org_id)))
 
 
+@contextmanager
+def staff_scope():
+    """Staff in the Django admin, across organisations: tenant managers stop filtering and
+    every query goes to the BYPASSRLS `service` connection (`StaffRouter`). Entered only by
+    the admin site, after its staff check (tap/admin.py)."""
+    token = _staff.set(True)
+    try:
+        yield
+    finally:
+        _staff.reset(token)
+
+
+def in_staff_scope() -> bool:
+    return _staff.get()
+
+
+class StaffRouter:
+    """Inside `staff_scope` reads and writes use the `service` connection: Django's admin
+    loads related rows and checks uniqueness through default managers, which on the app role
+    would see no organisation's rows. Outside it, no opinion (the `default` connection)."""
+
+    def db_for_read(self, model, **hints):
+        return "service" if _staff.get() else None
+
+    db_for_write = db_for_read
+
+    def allow_relation(self, obj1, obj2, **hints):
+        # Every alias is the same database under another role: a row read earlier in the
+        # request on `default` (the staff user) may be linked to one read on `service`.
+        return True if _staff.get() else None
+
+
 class TenantQuerySet(models.QuerySet):
     pass
 
@@ -115,6 +148,8 @@ class TenantManager(models.Manager.from_queryset(TenantQuerySet)):
     """The default manager of every tenant model: only the active organisation's rows."""
 
     def get_queryset(self):
+        if _staff.get():
+            return super().get_queryset()
         return super().get_queryset().filter(organization_id=require_org_id())
 
 

@@ -128,6 +128,9 @@ def org_delete(*, actor: User, org: Organization) -> None:
 # --- members -------------------------------------------------------------------------------
 
 
+OWNER_NEEDED = "An organisation needs at least one owner. Make someone else an owner first."
+
+
 def _lock_owners(org: Organization) -> list[OrganizationMember]:
     """Lock the owner rows so two concurrent demotions cannot leave the org without one."""
     return list(
@@ -142,9 +145,7 @@ def _ensure_owner_remains(org: Organization, member: OrganizationMember, new_rol
         return
     owners = _lock_owners(org)
     if len(owners) <= 1:
-        raise ValidationError(
-            "An organisation needs at least one owner. Make someone else an owner first."
-        )
+        raise ValidationError(OWNER_NEEDED)
 
 
 def member_change_role(
