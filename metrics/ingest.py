@@ -845,15 +845,24 @@ class Ingest:
         CopilotSeat.objects.bulk_update(
             changed, [*SEAT_FIELDS, "ingestion_run_id", "updated_at"], batch_size=1000
         )
-        removed, _ = CopilotSeat.objects.exclude(developer_identity_id__in=self.seats).delete()
+        unlisted = CopilotSeat.objects.exclude(developer_identity_id__in=self.seats)
+        if self.outcome.rows_rejected:
+            # Lines were skipped: a seat missing here may be on one of them. Keep them all
+            # until a roster is read in full.
+            kept = unlisted.count()
+            removal = (
+                f", {kept} seats not listed were kept (with lines rejected, the roster may be "
+                "incomplete; upload it again in full to remove them)"
+                if kept
+                else ""
+            )
+        else:
+            removed, _ = unlisted.delete()
+            removal = f", {removed} seats no longer listed were removed" if removed else ""
         self.outcome.rows_new += len(fresh)
         self.outcome.rows_replaced += len(changed)
         self.outcome.rows_unchanged += unchanged
-        self.outcome.notes.append(
-            f"Seat roster: {len(self.seats)} licensed developers"
-            + (f", {removed} seats no longer listed were removed" if removed else "")
-            + "."
-        )
+        self.outcome.notes.append(f"Seat roster: {len(self.seats)} licensed developers{removal}.")
 
 
 def team_add(org_id, identity_id, team: str, source: str) -> None:

@@ -270,3 +270,37 @@ def test_a_document_whose_first_line_opens_an_array_is_still_a_document(org_a, t
     assert run.status == "succeeded", run.message
     assert run.detected_format == "copilot_seats"
     assert run.rows_ingested == 2
+
+
+def test_a_seats_file_with_rejected_lines_removes_no_seat(org_a, tmp_path):
+    """A roster read with lines skipped is incomplete: a seat missing from it may be on a
+    rejected line, so none is removed until a roster is read in full."""
+    header = "Report Time,Login,Last Authenticated At,Last Activity At,Last Surface Used\n"
+    line = "2026-05-01T00:00:00Z,{},2026-04-30T10:00:00Z,{},vscode\n"
+
+    def seats():
+        with org_context(org_a.id):
+            return sorted(
+                CopilotSeat.objects.values_list("developer_identity__github_login", flat=True)
+            )
+
+    full = header + "".join(line.format(n, "2026-04-30T11:00:00Z") for n in ("mona", "zed", "idle"))
+    assert ingest(org_a, write(tmp_path, "seats1.csv", full)).status == "succeeded"
+    assert seats() == ["idle", "mona", "zed"]
+
+    # zed's line is broken, idle's seat was unassigned meanwhile.
+    broken = header + line.format("mona", "2026-05-01T09:00:00Z") + line.format("zed", "soon")
+    run = ingest(org_a, write(tmp_path, "seats2.csv", broken), skip_invalid=True)
+    assert run.status == "partial", run.message
+    assert [e["line"] for e in run.errors] == [3]
+    assert seats() == ["idle", "mona", "zed"]
+    assert "2 seats not listed were kept" in run.message
+    with org_context(org_a.id):
+        mona = CopilotSeat.objects.get(developer_identity__github_login="mona")
+        assert mona.last_activity_at.day == 1  # the good line is stored
+
+    whole = header + line.format("mona", "2026-05-01T09:00:00Z")
+    run = ingest(org_a, write(tmp_path, "seats3.csv", whole))
+    assert run.status == "succeeded"
+    assert seats() == ["mona"]
+    assert "2 seats no longer listed were removed" in run.message
