@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from campaigns.models import Campaign, Participant
@@ -58,7 +59,7 @@ def _participant_touch_due(participant: Participant, now) -> bool:
     write otherwise keeps a post to ten queries."""
     if participant.status == Participant.Status.COMPLETED:
         return False
-    if participant.status != Participant.Status.IN_PROGRESS:
+    if participant.status not in (Participant.Status.IN_PROGRESS, Participant.Status.DECLINED):
         return True
     last = participant.last_activity_at
     return last is None or now - last >= PARTICIPANT_ACTIVITY_GRAIN
@@ -127,9 +128,18 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
             ]
         )
         if _participant_touch_due(participant, now):
+            # Someone who asked for no more emails may still answer: they stay declined (no
+            # reminders) until they finish.
             Participant.objects.filter(pk=participant.pk).exclude(
                 status=Participant.Status.COMPLETED
-            ).update(status=Participant.Status.IN_PROGRESS, last_activity_at=now, updated_at=now)
+            ).update(
+                status=Case(
+                    When(status=Participant.Status.DECLINED, then=F("status")),
+                    default=Value(Participant.Status.IN_PROGRESS),
+                ),
+                last_activity_at=now,
+                updated_at=now,
+            )
         outbox.enqueue(
             "conversations.reply",
             queue="ai",

@@ -116,3 +116,23 @@ def test_someone_who_finishes_before_their_reminder_gets_none(campaign, org_a):
             Participant.objects.filter(email="todo@example.com").update(status="completed")
         outbox.run_due_inline()
     assert [m.to[0] for m in mail.outbox] == ["started@example.com"]
+
+
+def test_a_participant_who_declined_and_then_answers_still_gets_no_reminder(campaign, org_a):
+    from conversations import services as conversation_services
+
+    with org_context(org_a.id):
+        declined = Participant.objects.get(email="declined@example.com")
+        conversation_services.message_post(
+            participant=declined, body="I changed my mind, here goes.", client_key="k" * 16
+        )
+        declined.refresh_from_db()
+        # Still no emails: answering is not asking for them again.
+        assert declined.status == "declined"
+        assert declined.last_activity_at is not None
+    with at(campaign.start, 3, 1):
+        assert "declined@example.com" not in sweep_and_send()
+    with org_context(org_a.id):
+        conversation_services.conversation_end_by_participant(participant=declined)
+        declined.refresh_from_db()
+        assert declined.status == "completed"
