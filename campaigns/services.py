@@ -420,10 +420,26 @@ def participant_resend(*, actor, participant: Participant) -> CampaignEmail:
     return email
 
 
+def removal_refused(campaign: Campaign) -> str:
+    """Why no participant may be removed from the campaign now ("" when they may)."""
+    if campaign.status in (S.COMPLETED, S.ARCHIVED):
+        return (
+            f"Participants cannot be removed from a {campaign.status} campaign: its responses "
+            "stay as they were collected and analysed. To delete someone's personal data, "
+            "use “Erase personal data”."
+        )
+    return ""
+
+
 def participant_remove(*, actor, participant: Participant) -> None:
     """Remove a participant with their links, emails and conversation."""
     with transaction.atomic():
-        email, campaign = participant.email, participant.campaign
+        # Locked, as adding does: a campaign completing meanwhile keeps its participants.
+        campaign = Campaign.objects.select_for_update().get(pk=participant.campaign_id)
+        refused = removal_refused(campaign)
+        if refused:
+            raise ValidationError(refused)
+        email = participant.email
         participant.delete()
         audit(
             org_id=campaign.organization_id,

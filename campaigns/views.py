@@ -327,6 +327,10 @@ def participant_revoke(request, campaign_id, participant_id):
 def participant_remove(request, campaign_id, participant_id):
     campaign = _campaign(campaign_id)
     participant = _participant(campaign, participant_id)
+    refused = services.removal_refused(campaign)
+    if request.method == "GET" and refused:
+        messages.error(request, refused)
+        return _to_detail(request, campaign)
     if request.method == "POST":
         try:
             services.participant_remove(actor=request.user, participant=participant)

@@ -82,6 +82,26 @@ def test_remove_asks_first_then_removes_the_conversation_too(org_a, alice, clien
         assert not Message.objects.exists()
 
 
+@pytest.mark.parametrize("status", ["completed", "archived"])
+def test_a_closed_campaign_keeps_its_participants(org_a, alice, client_for, status):
+    campaign = creator.campaign(org_a, alice, status=status)
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1, statuses=("completed",))
+    creator.conversation(org_a, campaign, person, ["Q", "A"])
+    client = client_for(alice)
+    url = creator.url("participant_remove", org_a, campaign.pk, person.pk)
+    page = client.get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert url not in page
+    for method in (client.get, client.post):
+        response = method(url, follow=True)
+        assert response.redirect_chain[-1][0] == creator.url("detail", org_a, campaign.pk)
+        (message,) = creator.messages_of(response)
+        assert f"cannot be removed from a {status} campaign" in message
+        assert "Erase personal data" in message
+    with org_context(org_a.id):
+        assert Participant.objects.filter(pk=person.pk).exists()
+        assert Conversation.objects.count() == 1
+
+
 def test_a_participant_of_another_campaign_is_404(org_a, alice, client_for, active):
     campaign, _person = active
     other = creator.campaign(org_a, alice, name="Other", status="active")
