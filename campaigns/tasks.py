@@ -18,7 +18,7 @@ from tap.ai import get_backend
 from tap.emails import build_email
 from tap.orgs.services import audit
 from tap.outbox import outbox_task
-from tap.tenancy import current_org_id, org_context
+from tap.tenancy import current_org_id, org_context, org_ids_of
 
 logger = logging.getLogger(__name__)
 
@@ -191,15 +191,13 @@ def sweep() -> dict:
     """Beat: for each organisation with live campaigns, queue due reminders and complete
     campaigns past their close date — one top-level transaction per organisation, and one
     organisation's failure does not hold up the others."""
-    org_ids = (
-        Campaign.all_objects.using("service")
-        .filter(status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED])
-        .order_by()  # no default ordering: it would join the DISTINCT
-        .values_list("organization_id", flat=True)
-        .distinct()
+    org_ids = org_ids_of(
+        Campaign.all_objects.using("service").filter(
+            status__in=[Campaign.Status.ACTIVE, Campaign.Status.PAUSED]
+        )
     )
     totals = {"reminders": 0, "closed": 0}
-    for org_id in list(org_ids):
+    for org_id in org_ids:
         try:
             with org_context(org_id):
                 closed = services.campaigns_close_due()

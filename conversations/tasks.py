@@ -8,7 +8,7 @@ from conversations import services
 from conversations.models import Conversation, Message
 from tap.ai import InterviewReply, InterviewRequest, Turn, get_backend
 from tap.outbox import outbox_task
-from tap.tenancy import current_org_id, org_context
+from tap.tenancy import current_org_id, org_context, org_ids_of
 
 CAMPAIGN_CLOSED = "campaign closed"
 
@@ -92,14 +92,11 @@ def interview_request(conversation: Conversation) -> InterviewRequest:
 def sweep() -> int:
     """Beat: mark conversations idle past TAP_ABANDON_AFTER_HOURS as abandoned, one
     top-level transaction per organisation."""
-    org_ids = (
-        Conversation.all_objects.using("service")
-        .filter(status=Conversation.Status.ACTIVE)
-        .values_list("organization_id", flat=True)
-        .distinct()
+    org_ids = org_ids_of(
+        Conversation.all_objects.using("service").filter(status=Conversation.Status.ACTIVE)
     )
     abandoned = 0
-    for org_id in list(org_ids):
+    for org_id in org_ids:
         with org_context(org_id):
             abandoned += services.conversations_abandon_idle(
                 idle_hours=settings.TAP_ABANDON_AFTER_HOURS
@@ -142,14 +139,11 @@ def analysis_daily() -> int:
     from campaigns.models import Campaign  # noqa: PLC0415
     from conversations.analysis.service import campaigns_analyze_due  # noqa: PLC0415
 
-    org_ids = (
-        Campaign.all_objects.using("service")
-        .filter(status=Campaign.Status.ACTIVE)
-        .values_list("organization_id", flat=True)
-        .distinct()
+    org_ids = org_ids_of(
+        Campaign.all_objects.using("service").filter(status=Campaign.Status.ACTIVE)
     )
     queued = 0
-    for org_id in list(org_ids):
+    for org_id in org_ids:
         with org_context(org_id):
             queued += campaigns_analyze_due()
     return queued

@@ -235,3 +235,26 @@ def test_the_participant_row_tracks_status_and_activity_to_the_minute(org_a, par
     assert not services._participant_touch_due(first, later - timedelta(seconds=1))
     first.status = Participant.Status.COMPLETED
     assert not services._participant_touch_due(first, later)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_the_beat_sweeps_visit_each_organisation_once(org_a, org_b, alice, charlie):
+    """One transaction per organisation, however many campaigns and conversations it has
+    (the models' default ordering once made DISTINCT repeat an organisation per row)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from conversations.tasks import analysis_daily, sweep
+    from tests.campaigns import creator
+
+    for org, actor, count in ((org_a, alice, 3), (org_b, charlie, 1)):
+        for n in range(count):
+            campaign = creator.campaign(org, actor, name=f"C{n}", status="active")
+            (person,) = creator.participants_in_bulk(org, campaign, 1)
+            creator.conversation(org, campaign, person, [creator.QUESTION, "An answer."])
+
+    for task in (sweep, analysis_daily):
+        with CaptureQueriesContext(connection) as queries:
+            task()
+        contexts = [q["sql"] for q in queries if "set_config('tap.org_id', '" in q["sql"]]
+        assert len(contexts) == 2, task.name
