@@ -200,8 +200,14 @@ def campaign_transition(*, actor, campaign: Campaign, to: str) -> Campaign:
             raise ValidationError(refusal)
         if to == S.ACTIVE and not campaign.participants.exists():
             raise ValidationError("Add participants before activating the campaign.")
-        old = campaign.status
         now = timezone.now()
+        if to == S.ACTIVE and campaign.closes_at is not None and campaign.closes_at <= now:
+            # Invitations would go out, and the campaign complete minutes later.
+            raise ValidationError(
+                f"The close date ({campaign.closes_at:%-d %b %Y}) has passed. Edit the "
+                "campaign to choose a later one, or none, then activate it."
+            )
+        old = campaign.status
         campaign.status = to
         fields = ["status", "updated_at"]
         if to == S.ACTIVE and campaign.activated_at is None:

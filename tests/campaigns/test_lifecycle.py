@@ -81,6 +81,22 @@ def test_activation_needs_participants(org_a, alice):
         services.campaign_transition(actor=alice, campaign=campaign, to="active")
 
 
+@pytest.mark.django_db
+def test_a_draft_whose_close_date_passed_is_not_activated(org_a, alice):
+    campaign = make_campaign(org_a, alice)
+    with org_context(org_a.id):
+        Campaign.objects.filter(pk=campaign.pk).update(
+            closes_at=timezone.now() - timedelta(hours=1)
+        )
+        with pytest.raises(ValidationError, match=r"close date .* has passed"):
+            services.campaign_transition(actor=alice, campaign=campaign, to="active")
+        assert Campaign.objects.get(pk=campaign.pk).status == "draft"
+        assert not CampaignEmail.objects.exists()
+        Campaign.objects.filter(pk=campaign.pk).update(closes_at=None)
+        services.campaign_transition(actor=alice, campaign=campaign, to="active")
+        assert Campaign.objects.get(pk=campaign.pk).status == "active"
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
 def test_activation_invites_everyone_not_yet_invited_once(org_a, alice):
     campaign = make_campaign(org_a, alice, participants=("a@x.example", "b@x.example"))
