@@ -245,17 +245,26 @@ def _complete(conversation: Conversation, reason: str, now) -> None:
     )
 
 
+NOTHING_TO_FINISH = (
+    "You haven't answered yet, so there is nothing to finish. Answer the question to take "
+    "part, or just close this page: your link keeps working while the campaign is open."
+)
+
+
 def conversation_end_by_participant(*, participant: Participant) -> Conversation:
-    """The participant says they are done: the closing message, and the transcript."""
-    conversation = conversation_open(participant=participant)
+    """The participant says they are done: the closing message, and the transcript. Someone
+    who has not answered has nothing to finish, and does not count as having taken part."""
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update()
             .select_related("campaign")
-            .get(pk=conversation.pk)
+            .filter(participant=participant)
+            .first()
         )
-        if conversation.status == Conversation.Status.COMPLETED:
+        if conversation is not None and conversation.status == Conversation.Status.COMPLETED:
             return conversation
+        if conversation is None or conversation.participant_turns == 0:
+            raise ValidationError(NOTHING_TO_FINISH)
         now = timezone.now()
         turn = conversation.participant_turns
         Message.objects.get_or_create(

@@ -224,14 +224,17 @@ def end(request):
         campaign = participant.campaign
         if campaign.status != Campaign.Status.ACTIVE:
             return _to_chat(request)
+        context = {"participant": participant, "campaign": campaign, "org": campaign.organization}
         if request.method == "POST":
-            services.conversation_end_by_participant(participant=participant)
+            try:
+                services.conversation_end_by_participant(participant=participant)
+            except ValidationError as exc:
+                context["error"] = " ".join(exc.messages)
+                return render(request, "participant/end.html", context, status=422)
             return _to_chat(request)
         conversation = _conversation(participant)
         if conversation is not None and conversation.status == Conversation.Status.COMPLETED:
             return _to_chat(request)
-        return render(
-            request,
-            "participant/end.html",
-            {"participant": participant, "campaign": campaign, "org": campaign.organization},
-        )
+        if conversation is None or conversation.participant_turns == 0:
+            context["error"] = services.NOTHING_TO_FINISH
+        return render(request, "participant/end.html", context)

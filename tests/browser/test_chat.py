@@ -66,6 +66,8 @@ def test_a_participant_answers_three_questions_and_the_creator_watches(
     expect(page.get_by_text("an AI asks follow-up questions")).to_be_visible()
     expect(page.get_by_text(OPENING)).to_be_visible()
     problems.assert_none("on the chat page")
+    done = page.get_by_role("link", name="I'm done")
+    expect(done).to_have_count(0)  # nothing to finish before the first answer
     screenshot("chat")
     page.set_viewport_size(PHONE)
     screenshot("chat-phone")
@@ -104,6 +106,7 @@ def test_a_participant_answers_three_questions_and_the_creator_watches(
         expect(typing).to_have_count(0)
         problems.assert_none(f"after answer {number}")
         if number < 3:
+            expect(done).to_be_visible()
             expect(box).to_be_enabled()
             expect(box).to_be_focused()
 

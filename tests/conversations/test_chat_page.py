@@ -402,6 +402,25 @@ def test_retry_through_htmx_gets_the_partial(client, chat, org_a):
     assert WAITING in response.content.decode()
 
 
+def test_im_done_before_any_answer_finishes_nothing(client, chat, org_a):
+    page = client.get("/c/").content.decode()
+    assert 'name="body"' in page
+    assert 'href="/c/end/"' not in page  # "I'm done" is offered once there is an answer
+    ask = client.get("/c/end/")
+    assert ask.status_code == 200
+    assert "Nothing to finish yet" in ask.content.decode()
+    assert "Yes, I'm done" not in ask.content.decode()
+    refused = client.post("/c/end/")
+    assert refused.status_code == 422
+    assert "You haven&#x27;t answered yet" in refused.content.decode()
+    assert participant(org_a).status != "completed"
+    with org_context(org_a.id):
+        assert not Conversation.objects.filter(status="completed").exists()
+    # With an answer, the page offers it again.
+    send(client, "Now I have something to say.")
+    assert 'href="/c/end/"' in client.get("/c/").content.decode()
+
+
 def test_im_done_asks_then_ends_with_the_closing_message(client, chat, org_a):
     send(client, "Enough said.")
     outbox.run_due_inline()
@@ -421,7 +440,7 @@ def test_im_done_asks_then_ends_with_the_closing_message(client, chat, org_a):
     assert "Thank you — this conversation is complete." in html
     assert "Enough said." in html  # the transcript, read-only
     assert 'name="body"' not in html
-    assert "I&#x27;m done" not in html
+    assert 'href="/c/end/"' not in html
     refused = send(client, "One more thing", uuid.uuid4().hex)
     assert refused.status_code == 422
     assert "This conversation has ended" in refused.content.decode()
