@@ -1,7 +1,12 @@
 """The campaign page: status, progress, actions allowed now, participant table, constant queries."""
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from campaigns.models import Participant
+from tap.tenancy import org_context
 from tests.campaigns import creator
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +68,25 @@ def test_anonymous_campaigns_link_no_row_to_a_transcript(org_a, alice, client_fo
     html = client_for(alice).get(creator.url("detail", org_a, campaign.pk)).content.decode()
     assert str(conversation.pk) not in html
     assert "Responses are anonymous" in html
+
+
+def test_anonymous_campaigns_show_no_time_of_activity(org_a, alice, client_for):
+    """The minute someone last answered would match their numbered conversation under
+    Responses, and so name it: an anonymous campaign's table shows the day of invitation."""
+    campaign = creator.campaign(org_a, alice, status="active", anonymous=True)
+    (participant,) = creator.participants_in_bulk(org_a, campaign, 1, statuses=("in_progress",))
+    active = timezone.localtime().replace(hour=3, minute=17) - timedelta(days=1)
+    with org_context(org_a.id):
+        Participant.objects.filter(pk=participant.pk).update(last_activity_at=active)
+    html = client_for(alice).get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert "Last activity" not in html
+    assert "3:17" not in html
+    assert f'datetime="{timezone.localtime(participant.invited_at):%Y-%m-%d}"' in html
+
+    named = creator.campaign(org_a, alice, status="active", name="Named")
+    (person,) = creator.participants_in_bulk(org_a, named, 1, statuses=("in_progress",))
+    html = client_for(alice).get(creator.url("detail", org_a, named.pk)).content.decode()
+    assert timezone.localtime(person.last_activity_at).strftime("%H:%M") in html
 
 
 def test_a_named_campaign_links_rows_to_their_transcripts(org_a, alice, client_for):
