@@ -67,16 +67,41 @@ def parse_csv(data: bytes) -> ParsedList:
         raise ValidationError(
             "The file is not UTF-8 text. Save it as 'CSV UTF-8' and upload it again."
         ) from exc
+    if "\x00" in text:
+        raise ValidationError(
+            "The file holds NUL characters, so it is not CSV text (perhaps UTF-16 or a "
+            "spreadsheet). Save it as 'CSV UTF-8' and upload it again."
+        )
     result, seen = ParsedList(), set()
-    reader = csv.reader(io.StringIO(text, newline=""))
-    for number, row in enumerate(reader, 1):
-        if number > MAX_ROWS + 1:
+    # strict: a quote left open would otherwise swallow every line after it without a word.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows = 0
+    while True:
+        line = reader.line_num + 1  # where this row starts: a quoted value may span lines
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ValidationError(f"{_csv_problem(str(exc), line)} Nothing was added.") from exc
+        rows += 1
+        if rows > MAX_ROWS + 1:
             raise ValidationError(f"At most {MAX_ROWS:,} rows at once.")
         if not row or not any(cell.strip() for cell in row):
             continue
         email = row[0].strip()
         name = row[1].strip() if len(row) > 1 else ""
-        if number == 1 and email.lower() in {"email", "e-mail", "email address"}:
+        if rows == 1 and email.lower() in {"email", "e-mail", "email address"}:
             continue
-        result.add(number, ",".join(row), email, name, seen)
+        result.add(line, ",".join(row), email, name, seen)
     return result
+
+
+def _csv_problem(error: str, line: int) -> str:
+    if "unexpected end of data" in error:
+        return f'Line {line}: a quote (") opens a value that is never closed.'
+    if "expected after" in error:
+        return f"Line {line}: text follows a closing quote; put the whole value in quotes."
+    if "field larger than field limit" in error:
+        return f"Line {line}: a value is longer than {csv.field_size_limit():,} characters."
+    return f"Line {line} is not valid CSV ({error})."

@@ -93,8 +93,16 @@ def test_in_an_active_campaign_new_people_are_invited_at_once(org_a, alice, clie
     [
         (b"a@x.example,A\n" * (20 * 1024 * 1024 // 14 + 1), "the limit is 5 MB"),
         ("email,name\nzoë@x.example,Zoë\n".encode("latin-1"), "not UTF-8"),
+        # An open quote used to swallow every later line into one bad row, without a word.
+        (
+            b'email,name\na@x.example,"Ann\nb@x.example,Bob\nc@x.example,Cy\n',
+            "Line 2: a quote (&quot;) opens a value that is never closed. Nothing was added.",
+        ),
+        (b"a@x.example,A\nb@x.example," + b"x" * 200_000 + b"\n", "Line 2: a value is longer"),
+        ("email,name\na@x.example,Ann\n".encode("utf-16-le"), "holds NUL characters"),
+        (b"email,name\na@x.example,A\x00nn\n", "holds NUL characters"),
     ],
-    ids=["20 MB", "latin-1"],
+    ids=["20 MB", "latin-1", "open quote", "huge value", "UTF-16", "NUL"],
 )
 def test_bad_files_get_a_clear_error_and_add_nothing(org_a, alice, client_for, content, message):
     campaign = creator.campaign(org_a, alice)

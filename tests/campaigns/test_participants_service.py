@@ -27,6 +27,12 @@ def test_csv_with_bom_crlf_and_header():
     assert parsed.rejected == [(3, "bad,Bob", "not a valid email address")]
 
 
+def test_csv_line_numbers_count_lines_not_rows():
+    parsed = parse_csv(b'email,name\na@x.example,"Ann\nMarie"\nbad,Bob\n')
+    assert parsed.valid == [("a@x.example", "Ann Marie")]
+    assert parsed.rejected == [(4, "bad,Bob", "not a valid email address")]
+
+
 def test_bad_files_are_refused_with_a_clear_message():
     with pytest.raises(ValidationError, match="not UTF-8"):
         parse_csv("email\nzoë@x.example\n".encode("latin-1"))
