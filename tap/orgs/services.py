@@ -174,20 +174,30 @@ def member_change_role(
     return member
 
 
-def member_remove(*, actor: User, org: Organization, member: OrganizationMember) -> None:
+def member_remove(*, actor: User, org: Organization, member: OrganizationMember) -> bool:
+    """False when someone else (or the same click, twice) removed them first."""
     with transaction.atomic():
         _lock_owners(org)
-        member = OrganizationMember.objects.select_for_update().get(pk=member.pk)
+        member = OrganizationMember.objects.select_for_update().filter(pk=member.pk).first()
+        if member is None:
+            return False
         _ensure_owner_remains(org, member, None)
         email = member.user.email
         member.delete()
         audit(org_id=org.id, actor=actor, action="member.removed", email=email)
+    return True
 
 
 def org_leave(*, actor: User, org: Organization) -> None:
     with transaction.atomic():
         _lock_owners(org)
-        member = OrganizationMember.objects.select_for_update().get(organization=org, user=actor)
+        member = (
+            OrganizationMember.objects.select_for_update()
+            .filter(organization=org, user=actor)
+            .first()
+        )
+        if member is None:  # left already (a second click, another tab)
+            return
         _ensure_owner_remains(org, member, None)
         member.delete()
         audit(org_id=org.id, actor=actor, action="member.left", email=actor.email)
@@ -251,18 +261,25 @@ def member_invite(*, actor: User, org: Organization, email: str, role: str) -> I
 
 
 def invitation_revoke(*, actor: User, org: Organization, invitation: Invitation) -> None:
+    """Refused, saying why, when the invitation was accepted or revoked already."""
     with transaction.atomic():
-        updated = Invitation.objects.filter(
-            pk=invitation.pk, accepted_at=None, revoked_at=None
-        ).update(revoked_at=timezone.now())
-        if updated:
-            audit(
-                org_id=org.id,
-                actor=actor,
-                action="invitation.revoked",
-                target=invitation,
-                email=invitation.email,
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.accepted_at is not None:
+            raise ValidationError(
+                f"{invitation.email} accepted this invitation already and is a member: "
+                "remove them from the member list instead."
             )
+        if invitation.revoked_at is not None:
+            raise ValidationError(f"The invitation for {invitation.email} was revoked already.")
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at", "updated_at"])
+        audit(
+            org_id=org.id,
+            actor=actor,
+            action="invitation.revoked",
+            target=invitation,
+            email=invitation.email,
+        )
 
 
 def invitation_accept(*, user: User, invitation: Invitation) -> OrganizationMember:

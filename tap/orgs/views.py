@@ -251,21 +251,30 @@ def member_role(request, member_id):
 
 @org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
 def member_remove(request, member_id):
-    member = get_object_or_404(OrganizationMember.objects.select_related("user"), pk=member_id)
+    member = OrganizationMember.objects.select_related("user").filter(pk=member_id).first()
     try:
-        services.member_remove(actor=request.user, org=request.org, member=member)
+        removed = member is not None and services.member_remove(
+            actor=request.user, org=request.org, member=member
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"{member.user.email} was removed.")
+        if removed:
+            messages.success(request, f"{member.user.email} was removed.")
+        else:  # a second click, or another owner was quicker
+            messages.info(request, "That person is no longer a member.")
     return redirect("orgs:members", org_slug=request.org.slug)
 
 
 @org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
 def invitation_revoke(request, invitation_id):
     invitation = get_object_or_404(Invitation.objects.all(), pk=invitation_id)
-    services.invitation_revoke(actor=request.user, org=request.org, invitation=invitation)
-    messages.success(request, f"The invitation for {invitation.email} was revoked.")
+    try:
+        services.invitation_revoke(actor=request.user, org=request.org, invitation=invitation)
+    except ValidationError as exc:
+        messages.info(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"The invitation for {invitation.email} was revoked.")
     return redirect("orgs:members", org_slug=request.org.slug)
 
 

@@ -120,6 +120,36 @@ def test_a_revoked_invitation_is_dead(client, alice, org_a):
     assert "expired or was already used" in response.content.decode()
 
 
+def test_revoking_an_accepted_invitation_says_so_and_changes_nothing(client, alice, org_a):
+    erin = make_user("erin@example.com")
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    with org_context(org_a.id):
+        invitation = Invitation.objects.get()
+    client.force_login(erin)
+    accept(client, link)
+    client.force_login(alice)
+    revoke = f"/o/{org_a.slug}/invitations/{invitation.pk}/revoke/"
+    response = client.post(revoke, follow=True)
+    html = response.content.decode()
+    assert "accepted this invitation already and is a member" in html
+    assert "was revoked." not in html
+    with org_context(org_a.id):
+        invitation.refresh_from_db()
+        assert invitation.revoked_at is None
+        assert OrganizationMember.objects.filter(user=erin).exists()
+
+
+def test_revoking_twice_says_it_was_revoked_already(client, alice, org_a):
+    client.force_login(alice)
+    invite(client, org_a, email="erin@example.com")
+    with org_context(org_a.id):
+        invitation = Invitation.objects.get()
+    revoke = f"/o/{org_a.slug}/invitations/{invitation.pk}/revoke/"
+    assert "was revoked." in client.post(revoke, follow=True).content.decode()
+    assert "was revoked already" in client.post(revoke, follow=True).content.decode()
+
+
 def test_a_forged_or_mangled_link_is_404(client, alice, org_a):
     client.force_login(alice)
     link = invite(client, org_a)

@@ -1,5 +1,7 @@
 """Organisations and members: create, roles, removal, leaving — and always one owner."""
 
+import uuid
+
 import pytest
 
 from tap.orgs import services
@@ -85,6 +87,27 @@ def test_owner_removes_a_member(client, alice, bob, org_a):
     assert client.get(f"/o/{org_a.slug}/").status_code == 404
 
 
+def test_removing_or_leaving_twice_is_not_an_error(client, alice, bob, dave, org_a):
+    """A double click, or two owners at once: the second finds nobody to remove."""
+    client.force_login(alice)
+    member = member_of(org_a, bob)
+    remove = f"/o/{org_a.slug}/members/{member.pk}/remove/"
+    assert client.post(remove).status_code == 302
+    again = client.post(remove, follow=True)
+    assert again.status_code == 200
+    assert "no longer a member" in again.content.decode()
+    with org_context(org_a.id):
+        # The race itself: the view read the member, then someone else removed them.
+        assert services.member_remove(actor=alice, org=org_a, member=member) is False
+        assert AuditEvent.objects.filter(action="member.removed").count() == 1
+        leaving = member_of(org_a, dave)
+        services.org_leave(actor=dave, org=org_a)
+        services.org_leave(actor=dave, org=org_a)
+        assert AuditEvent.objects.filter(action="member.left").count() == 1
+    assert leaving is not None
+    assert member_of(org_a, dave) is None
+
+
 def test_a_member_leaves(client, bob, org_a):
     client.force_login(bob)
     assert client.post(f"/o/{org_a.slug}/leave/").status_code == 302
@@ -113,8 +136,12 @@ def test_a_member_sees_the_org_read_only(client, bob, org_a):
 def test_a_member_of_another_org_cannot_be_touched(client, alice, charlie, org_a, org_b):
     client.force_login(alice)
     foreign = member_of(org_b, charlie)
-    response = client.post(f"/o/{org_a.slug}/members/{foreign.pk}/remove/")
-    assert response.status_code == 404
+    response = client.post(f"/o/{org_a.slug}/members/{foreign.pk}/remove/", follow=True)
+    unknown = client.post(f"/o/{org_a.slug}/members/{uuid.uuid4()}/remove/", follow=True)
+    # The same answer as for an id that never existed (or a second click): nothing leaks.
+    assert response.status_code == unknown.status_code == 200
+    assert response.redirect_chain == unknown.redirect_chain
+    assert "no longer a member" in response.content.decode()
     assert member_of(org_b, charlie) is not None
 
 
