@@ -9,7 +9,7 @@ from django.core import mail
 from django.utils import timezone
 
 from tap import outbox
-from tap.orgs.models import Invitation, OrganizationMember
+from tap.orgs.models import Invitation, Organization, OrganizationMember, User
 from tap.tenancy import org_context, org_scope
 from tests.conftest import PASSWORD, make_user
 
@@ -44,6 +44,21 @@ def test_invitation_email_names_the_org_and_links_to_the_invitation(client, alic
     assert link in html
     with org_context(org_a.id):
         assert Invitation.objects.get().email_status == "sent"
+
+
+def test_invitation_text_is_not_html_escaped(client, alice, org_a):
+    """Subject and plain-text body are text: "R&D" must not arrive as "R&amp;D"."""
+    with org_context(org_a.id):
+        assert Organization.objects.filter(pk=org_a.pk).update(name='R&D "Labs"') == 1
+    User.objects.filter(pk=alice.pk).update(name="Alice O'Neil")
+    client.force_login(alice)
+    invite(client, org_a)
+    message = mail.outbox[0]
+    assert message.subject == 'Alice O\'Neil invited you to R&D "Labs" on Tap'
+    assert 'Alice O\'Neil invited you to join R&D "Labs" on Tap as member.' in message.body
+    assert "&amp;" not in message.body
+    html = message.alternatives[0][0]
+    assert "R&amp;D &quot;Labs&quot;" in html  # the HTML part stays escaped
 
 
 def test_a_new_person_signs_up_through_the_link_and_joins(client, alice, org_a):
