@@ -6,15 +6,19 @@ import logging
 from celery import shared_task
 from django.contrib.auth.tokens import default_token_generator
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from tap import outbox
 from tap.emails import build_email, send_email
 from tap.orgs import services
 from tap.orgs.models import Invitation, Organization, User
 from tap.orgs.services import invitation_token
 from tap.outbox import outbox_task
 from tap.tenancy import current_org_id, org_context
+
+FAILED = Invitation.EmailStatus.FAILED
 
 
 @outbox_task(queue="email", name="orgs.send_member_invitation", atomic=False)
@@ -27,8 +31,9 @@ def send_member_invitation(*, invitation_id: str) -> None:
             email_status=Invitation.EmailStatus.PENDING,
             accepted_at=None,
             revoked_at=None,
-        ).update(email_status=Invitation.EmailStatus.SENDING)
+        ).update(email_status=Invitation.EmailStatus.SENDING, updated_at=timezone.now())
         if not claimed:
+            _give_up_if_interrupted(invitation_id)
             return
         invitation = Invitation.objects.select_related("organization", "invited_by").get(
             pk=invitation_id
@@ -44,14 +49,27 @@ def send_member_invitation(*, invitation_id: str) -> None:
     try:
         message.send()
     except Exception:
-        with org_context(org_id):  # give it back for the outbox's retry
+        # Give it back for the outbox's retry; after the last attempt it says failed (the
+        # members page offers to invite again) instead of pending for ever.
+        status = FAILED if outbox.is_last_attempt() else Invitation.EmailStatus.PENDING
+        with org_context(org_id):
             Invitation.objects.filter(pk=invitation_id).update(
-                email_status=Invitation.EmailStatus.PENDING
+                email_status=status, updated_at=timezone.now()
             )
         raise
     # 3. Record it.
     with org_context(org_id):
         Invitation.objects.filter(pk=invitation_id).update(email_status=Invitation.EmailStatus.SENT)
+
+
+def _give_up_if_interrupted(invitation_id: str) -> None:
+    """`sending` for longer than a job's lease: the worker died talking to the SMTP server,
+    and whether the email left is unknown. Say failed (so an owner can invite again) rather
+    than `sending` for ever; sending again here could send it twice."""
+    stale = timezone.now() - outbox.lease_for("email")
+    Invitation.objects.filter(
+        pk=invitation_id, email_status=Invitation.EmailStatus.SENDING, updated_at__lt=stale
+    ).update(email_status=FAILED, updated_at=timezone.now())
 
 
 @outbox_task(queue="email", name="orgs.send_password_reset", tenant=False)

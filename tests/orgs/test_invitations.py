@@ -1,6 +1,7 @@
 """Member invitations: emailed link, valid 7 days, single use, for the invited address."""
 
 import re
+import socket
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from django.core import mail
 from django.utils import timezone
 
 from tap import outbox
+from tap.models import OutboxJob
 from tap.orgs.models import Invitation, Organization, OrganizationMember, User
 from tap.tenancy import org_context, org_scope
 from tests.conftest import PASSWORD, make_user
@@ -59,6 +61,43 @@ def test_invitation_text_is_not_html_escaped(client, alice, org_a):
     assert "&amp;" not in message.body
     html = message.alternatives[0][0]
     assert "R&amp;D &quot;Labs&quot;" in html  # the HTML part stays escaped
+
+
+def invitation_jobs():
+    return OutboxJob.objects.using("service").filter(task="orgs.send_member_invitation")
+
+
+def test_an_invitation_email_that_cannot_be_sent_ends_failed(client, alice, org_a, settings):
+    settings.TAP_OUTBOX_MAX_ATTEMPTS = 2
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    with socket.socket() as s:  # a port nothing listens on: the SMTP server is down
+        s.bind(("127.0.0.1", 0))
+        settings.EMAIL_HOST, settings.EMAIL_PORT = s.getsockname()
+    client.force_login(alice)
+    client.post(f"/o/{org_a.slug}/members/invite/", {"email": "erin@example.com", "role": "member"})
+    outbox.run_due_inline()  # attempt 1
+    with org_context(org_a.id):
+        assert Invitation.objects.get().email_status == "pending"  # a retry follows
+    invitation_jobs().update(available_at=timezone.now())
+    outbox.run_due_inline()  # attempt 2, the last
+    assert invitation_jobs().get().status == "dead"
+    with org_context(org_a.id):
+        assert Invitation.objects.get().email_status == "failed"
+    page = client.get(f"/o/{org_a.slug}/members/").content.decode()
+    assert "could not be sent: invite erin@example.com again" in page
+
+
+def test_an_invitation_left_sending_by_a_dead_worker_ends_failed(client, alice, org_a):
+    client.force_login(alice)
+    client.post(f"/o/{org_a.slug}/members/invite/", {"email": "erin@example.com", "role": "member"})
+    with org_context(org_a.id):  # a worker claimed it, then died talking to the server
+        Invitation.objects.update(
+            email_status="sending", updated_at=timezone.now() - timedelta(hours=1)
+        )
+    outbox.run_due_inline()  # the job runs again once its lease is over
+    assert mail.outbox == []  # delivery is unknown: not sent twice
+    with org_context(org_a.id):
+        assert Invitation.objects.get().email_status == "failed"
 
 
 def test_a_new_person_signs_up_through_the_link_and_joins(client, alice, org_a):
