@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -392,6 +392,9 @@ def _queue_emails(campaign, participant_ids, kind, *, sequence_for) -> list[Camp
     return emails
 
 
+RESEND_PAUSE = timedelta(minutes=1)
+
+
 def participant_resend(*, actor, participant: Participant) -> CampaignEmail:
     """Send the invitation again (a new email with a fresh link)."""
     campaign = participant.campaign
@@ -400,12 +403,24 @@ def participant_resend(*, actor, participant: Participant) -> CampaignEmail:
     if participant.status in (Participant.Status.DECLINED, Participant.Status.COMPLETED):
         raise ValidationError(f"{participant.email} has {participant.status}; nothing to resend.")
     with transaction.atomic():
-        last = (
+        # Locked, so a double click (or two admins) queues one email, not two.
+        Participant.objects.select_for_update().filter(pk=participant.pk).first()
+        latest = (
             CampaignEmail.objects.filter(participant=participant, kind="invitation")
             .order_by("-sequence")
-            .values_list("sequence", flat=True)
+            .only("sequence", "status", "sent_at")
             .first()
-        ) or 0
+        )
+        if latest is not None:
+            if latest.status in (CampaignEmail.Status.PENDING, CampaignEmail.Status.SENDING):
+                raise ValidationError(
+                    f"An invitation to {participant.email} is on its way already."
+                )
+            if latest.sent_at and latest.sent_at > timezone.now() - RESEND_PAUSE:
+                raise ValidationError(
+                    f"An invitation to {participant.email} went out less than a minute ago."
+                )
+        last = latest.sequence if latest is not None else 0
         if participant.status in (Participant.Status.PENDING, Participant.Status.BOUNCED):
             Participant.objects.filter(pk=participant.pk).update(
                 status=Participant.Status.INVITED, invited_at=timezone.now(), bounce_reason=""
@@ -533,7 +548,6 @@ def reminders_queue_due(*, now=None) -> int:
     Each participant's next reminder is `reminder_days[reminders_sent]` days after their
     invitation; `reminders_sent` moves on in the same transaction as the email row, so a
     sweep that runs twice queues nothing twice."""
-    from datetime import timedelta  # noqa: PLC0415
 
     now = now or timezone.now()
     queued = 0

@@ -1,6 +1,9 @@
 """Per-participant actions on the campaign page: resend, revoke and reissue, remove."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import CampaignEmail, Participant, ParticipantLink
@@ -33,6 +36,26 @@ def test_resend_queues_a_new_invitation_and_clears_a_bounce(org_a, alice, client
         assert person.status == "invited"
         assert person.bounce_reason == ""
         assert CampaignEmail.objects.filter(participant=person, kind="invitation").count() == 1
+
+
+def test_resending_twice_sends_one_invitation(org_a, alice, client_for, active):
+    """A double click, or two admins: the second finds one on its way (or just sent)."""
+    campaign, person = active
+    client = client_for(alice)
+    post(client, "participant_resend", org_a, campaign, person)
+    message = post(client, "participant_resend", org_a, campaign, person)
+    assert f"An invitation to {person.email} is on its way already." in message
+    with org_context(org_a.id):
+        assert CampaignEmail.objects.filter(participant=person).count() == 1
+        CampaignEmail.objects.update(status="sent", sent_at=timezone.now())
+    message = post(client, "participant_resend", org_a, campaign, person)
+    assert "went out less than a minute ago" in message
+    with org_context(org_a.id):
+        CampaignEmail.objects.update(sent_at=timezone.now() - timedelta(minutes=2))
+    message = post(client, "participant_resend", org_a, campaign, person)
+    assert "is on its way." in message  # a real second try is fine
+    with org_context(org_a.id):
+        assert CampaignEmail.objects.filter(participant=person).count() == 2
 
 
 def test_resend_outside_an_active_campaign_says_why(org_a, alice, client_for):

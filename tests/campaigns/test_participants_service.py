@@ -1,7 +1,10 @@
 """Adding participants: parsing reports, idempotence, bulk without per-row queries."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import Participant
@@ -79,6 +82,7 @@ def test_revoking_links_and_resending(org_a, alice):
         email = services.links_revoke(actor=alice, participant=participant, reissue=True)
         assert ParticipantLink.objects.filter(revoked_at=None).count() == 0
         assert (email.kind, email.sequence) == ("invitation", 1)
+        CampaignEmail.objects.update(status="sent", sent_at=timezone.now() - timedelta(hours=1))
         again = services.participant_resend(actor=alice, participant=participant)
         assert again.sequence == 2
         assert CampaignEmail.objects.count() == 2
