@@ -116,6 +116,7 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
         conversation.awaiting_reply = True
         conversation.reply_error = ""
         conversation.status = Conversation.Status.ACTIVE  # an abandoned one comes back
+        conversation.end_reason = ""
         conversation.last_activity_at = now
         conversation.save(
             update_fields=[
@@ -123,6 +124,7 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
                 "awaiting_reply",
                 "reply_error",
                 "status",
+                "end_reason",
                 "last_activity_at",
                 "updated_at",
             ]
@@ -152,14 +154,35 @@ def message_post(*, participant: Participant, body: str, client_key: str) -> tup
 
 
 def reply_retry(*, conversation: Conversation) -> None:
-    """After the interviewer failed for good, the participant asks again."""
+    """After the interviewer failed for good, the participant asks again — also days later,
+    once the idle sweep has marked the conversation abandoned (asking brings it back)."""
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        if not conversation.reply_error or conversation.status != Conversation.Status.ACTIVE:
+        conversation = (
+            Conversation.objects.select_for_update(of=("self",))
+            .select_related("campaign")
+            .get(pk=conversation.pk)
+        )
+        if (
+            not conversation.reply_error
+            or conversation.status == Conversation.Status.COMPLETED
+            or conversation.campaign.status != Campaign.Status.ACTIVE
+        ):
             return
         conversation.reply_error = ""
         conversation.awaiting_reply = True
-        conversation.save(update_fields=["reply_error", "awaiting_reply", "updated_at"])
+        conversation.status = Conversation.Status.ACTIVE
+        conversation.end_reason = ""
+        conversation.last_activity_at = timezone.now()
+        conversation.save(
+            update_fields=[
+                "reply_error",
+                "awaiting_reply",
+                "status",
+                "end_reason",
+                "last_activity_at",
+                "updated_at",
+            ]
+        )
         outbox.enqueue(
             "conversations.reply",
             queue="ai",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html as html_module
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -390,6 +391,35 @@ def test_after_the_interviewer_fails_the_participant_can_try_again(client, chat,
     assert "Try again" not in html
     outbox.run_due_inline()
     assert transcript(org_a) == [("bot", 0), ("participant", 1), ("bot", 1)]
+
+
+def test_try_again_works_after_the_conversation_was_marked_abandoned(client, chat, org_a):
+    """The reply failed, the participant went away, the idle sweep marked it abandoned; days
+    later they come back and press "Try again"."""
+    send(client, "My answer.")
+    with org_context(org_a.id):
+        services.reply_failed(conversation_id=conversation(org_a).pk, turn=1, error="529")
+        later = timezone.now() + timedelta(days=3)
+        assert services.conversations_abandon_idle(idle_hours=48, now=later) == 1
+    outbox.run_due_inline()
+    assert ">Try again</button>" in client.get("/c/").content.decode()
+    client.post("/c/retry/")
+    assert (conversation(org_a).status, conversation(org_a).end_reason) == ("active", "")
+    outbox.run_due_inline()
+    assert transcript(org_a) == [("bot", 0), ("participant", 1), ("bot", 1)]
+
+
+def test_try_again_asks_nothing_while_the_campaign_is_paused(client, chat, org_a, alice):
+    send(client, "My answer.")
+    with org_context(org_a.id):
+        services.reply_failed(conversation_id=conversation(org_a).pk, turn=1, error="529")
+    outbox.run_due_inline()
+    with org_context(org_a.id):
+        campaign = Campaign.objects.get()
+        campaign_services.campaign_transition(actor=alice, campaign=campaign, to="paused")
+    client.post("/c/retry/")
+    assert conversation(org_a).reply_error  # nothing was asked of the interviewer
+    assert not conversation(org_a).awaiting_reply
 
 
 def test_retry_through_htmx_gets_the_partial(client, chat, org_a):
