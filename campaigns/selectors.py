@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 
-from campaigns.models import Campaign, Participant
+from campaigns.models import Campaign, CampaignEmail, Participant
 from conversations.models import Conversation, Message
 
 P = Participant.Status
@@ -95,8 +95,17 @@ def campaign_participants(*, campaign, status: str = ""):
     if status:
         participants = participants.filter(status=status)
     conversation = Conversation.objects.filter(participant=OuterRef("pk")).values("pk")[:1]
+    # The latest invitation's error when it failed ("" otherwise): "invited" alone would hide
+    # that the email never left.
+    latest_invitation = CampaignEmail.objects.filter(
+        participant=OuterRef("pk"), kind=CampaignEmail.Kind.INVITATION
+    ).order_by("-sequence")[:1]
     return (
-        participants.annotate(conversation_id=Subquery(conversation))
+        participants.annotate(
+            conversation_id=Subquery(conversation),
+            invitation_status=Subquery(latest_invitation.values("status")),
+            invitation_error=Subquery(latest_invitation.values("error")),
+        )
         .select_related("developer_identity")
         .order_by("email", "pk")
     )

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -21,6 +21,7 @@ from tap import outbox
 from tap.orgs.services import audit
 
 S = Campaign.Status
+E = CampaignEmail.Status
 
 # The lifecycle: (from, to) → the verb shown to people. Anything else is refused.
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -540,6 +541,7 @@ def participant_opened(*, participant: Participant) -> None:
 # --- reminders -----------------------------------------------------------------------------
 
 REMINDABLE = [Participant.Status.INVITED, Participant.Status.OPENED, Participant.Status.IN_PROGRESS]
+OPENED_OR_STARTED = [Participant.Status.OPENED, Participant.Status.IN_PROGRESS]
 
 
 def reminders_queue_due(*, now=None) -> int:
@@ -551,6 +553,9 @@ def reminders_queue_due(*, now=None) -> int:
 
     now = now or timezone.now()
     queued = 0
+    invitation_sent = CampaignEmail.objects.filter(
+        participant=OuterRef("pk"), kind=CampaignEmail.Kind.INVITATION, status=E.SENT
+    )
     for campaign in Campaign.objects.filter(status=S.ACTIVE):
         days = campaign.options.reminder_days
         for index, day in enumerate(days):
@@ -567,6 +572,9 @@ def reminders_queue_due(*, now=None) -> int:
                         reminders_sent=index,
                         invited_at__lte=now - timedelta(days=day),
                     )
+                    # No "reminder" to someone whose invitation never left (the campaign page
+                    # says it failed); someone who opened their link got it one way or another.
+                    .filter(Q(status__in=OPENED_OR_STARTED) | Exists(invitation_sent))
                     .values_list("pk", flat=True)
                 )
                 if not due:

@@ -15,6 +15,7 @@ from campaigns.models import CampaignEmail, Participant
 from campaigns.tasks import sweep
 from tap import outbox
 from tap.tenancy import org_context
+from tests.campaigns import creator
 from tests.campaigns.test_participant_links import OPENING, active_campaign, link_in
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
@@ -75,6 +76,25 @@ def test_reminders_follow_the_default_schedule_and_skip_finished_and_declined(ca
         ]
         todo = Participant.objects.get(email="todo@example.com")
         assert todo.reminders_sent == 2
+
+
+def test_no_reminder_when_the_invitation_never_left(campaign, org_a, alice, client_for):
+    """The invitation failed for good (the SMTP server refused it on every try): the person
+    never heard of the campaign, so a "reminder" would be wrong. The campaign page says so."""
+    with org_context(org_a.id):
+        CampaignEmail.objects.filter(participant__email="todo@example.com").update(
+            status="failed", error="SMTPServerDisconnected: Connection unexpectedly closed"
+        )
+        # Someone who opened the link got it one way or another: they are reminded.
+        CampaignEmail.objects.filter(participant__email="started@example.com").update(
+            status="failed", error="timed out"
+        )
+    with at(campaign.start, 3, 1):
+        assert sweep_and_send() == ["started@example.com"]
+    html = client_for(alice).get(creator.url("detail", org_a, campaign.pk)).content.decode()
+    assert "The invitation could not be sent (SMTPServerDisconnected" in html
+    assert "Resend it from Actions." in html
+    assert html.count("could not be sent") == 1  # not for the one who has started
 
 
 def test_a_reminder_says_it_is_one_and_carries_a_new_link(campaign, org_a):
