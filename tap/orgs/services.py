@@ -286,6 +286,12 @@ def invitation_accept(*, user: User, invitation: Invitation) -> OrganizationMemb
     """Join the invitation's organisation. Must run inside that org's context."""
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.accepted_by_id == user.pk:  # accepted already (a second click): done
+            member = OrganizationMember.objects.filter(
+                organization_id=invitation.organization_id, user=user
+            ).first()
+            if member is not None:
+                return member
         if not invitation.is_open:
             raise ValidationError("This invitation has expired or was already used.")
         if invitation.email.lower() != user.email.lower():

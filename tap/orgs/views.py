@@ -334,7 +334,8 @@ def invitation_accept(request):
             except ValidationError as exc:
                 messages.error(request, " ".join(exc.messages))
             else:
-                request.session.pop(INVITATION_SESSION_KEY, None)
+                # The token stays in the session: a second click on "Join" (its invitation
+                # now used, by this user) lands on the organisation too, not on a 404.
                 messages.success(request, f"Welcome to {invitation.organization.name}.")
                 return redirect("orgs:dashboard", org_slug=invitation.organization.slug)
         return render(

@@ -138,8 +138,18 @@ def test_an_invitation_works_once(client, alice, org_a):
     link = invite(client, org_a, email="erin@example.com")
     client.force_login(erin)
     accept(client, link)
+    # A second click on "Join" (or on the emailed link) lands in the organisation…
+    again = client.post(ACCEPT)
+    assert again["Location"] == f"/o/{org_a.slug}/"
+    assert accept(client, link)["Location"] == f"/o/{org_a.slug}/"
+    with org_context(org_a.id):
+        assert OrganizationMember.objects.filter(user=erin).count() == 1
+    # …but having left, the used invitation does not let them back in.
+    client.post(f"/o/{org_a.slug}/leave/")
     response = accept(client, link, follow=True)
     assert "expired or was already used" in response.content.decode()
+    with org_context(org_a.id):
+        assert not OrganizationMember.objects.filter(user=erin).exists()
 
 
 def test_an_invitation_for_someone_else_is_refused(client, alice, bob, org_a, charlie):
