@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from tap.orgs import services
-from tap.orgs.models import AuditEvent, OrganizationMember, Role
+from tap.orgs.models import AuditEvent, OrganizationMember, Role, User
 from tap.tenancy import org_context
 
 pytestmark = pytest.mark.django_db(databases=["default", "service"])
@@ -131,6 +131,23 @@ def test_a_member_sees_the_org_read_only(client, bob, org_a):
     assert "Remove" not in page
     assert client.get(f"/o/{org_a.slug}/settings/").status_code == 403
     assert client.get(f"/o/{org_a.slug}/activity/").status_code == 403
+
+
+def test_a_superuser_acts_by_their_role_in_the_organisation(client, bob, alice, org_a):
+    """Staff work through the admin; in a customer's organisation a superuser who is a
+    plain member is a plain member (Django's superuser shortcut would make them owner)."""
+    User.objects.filter(pk=bob.pk).update(is_superuser=True, is_staff=True)
+    bob.refresh_from_db()
+    with org_context(org_a.id):
+        assert bob.has_perm("orgs.view_org", org_a)
+        assert not bob.has_perm("orgs.manage_members", org_a)
+    assert bob.has_perm("orgs.change_user")  # model permissions (the admin) keep working
+    client.force_login(bob)
+    response = client.post(f"/o/{org_a.slug}/members/{member_of(org_a, alice).pk}/remove/")
+    assert response.status_code == 403
+    assert member_of(org_a, alice) is not None
+    assert client.get(f"/o/{org_a.slug}/settings/").status_code == 403
+    assert "Invite someone" not in client.get(f"/o/{org_a.slug}/members/").content.decode()
 
 
 def test_a_member_of_another_org_cannot_be_touched(client, alice, charlie, org_a, org_b):
