@@ -99,6 +99,11 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
     next_url = safe_next(request, reverse("orgs:create"))
+    if request.method == "POST":
+        limit = ratelimit.Limit.parse(settings.TAP_SIGNUP_RATE)
+        wait = ratelimit.hit("signup", ratelimit.client_ip(request), limit)
+        if wait:
+            return too_many_requests(request, wait)
     form = SignupForm(request.POST or None, initial={"email": request.GET.get("email", "")})
     if request.method == "POST" and form.is_valid():
         try:

@@ -82,6 +82,25 @@ def test_login_attempts_are_rate_limited(client, settings):
     assert "Too many attempts" in response.content.decode()
 
 
+def test_signups_are_rate_limited_per_client(client, settings):
+    """Each answer says whether an address has an account: not for free, nor in bulk."""
+    settings.TAP_SIGNUP_RATE = "2/3600"
+    make_user("erin@example.com")
+    for _ in range(2):
+        response = client.post(
+            "/accounts/signup/",
+            {"email": "erin@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        )
+        assert response.status_code == 200
+    response = client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert not User.objects.filter(email="new@example.com").exists()
+
+
 def test_login_fails_open_when_redis_is_down(client, settings):
     settings.CACHES = {
         "default": {
