@@ -436,6 +436,8 @@ class Ingest:
         self.scopes: dict[str, str] = {}
         self.last_scope: tuple = ()
         self.saw_seats = False
+        # (identity, source) whose teams this run has restated (`team_add`).
+        self.teams_named: set = set()
         self.file = ""
         self._last_progress = 0.0
         # (tool, day) pairs this run filled without merging (see `_fresh`).
@@ -598,7 +600,7 @@ class Ingest:
             from metrics.services import identity_map_row  # noqa: PLC0415
 
             self.identities.flush()
-            problem = identity_map_row(self.identities, row)
+            problem = identity_map_row(self.identities, row, teams_named=self.teams_named)
             if problem:
                 self.reject(row.line, problem)
                 return
@@ -609,7 +611,9 @@ class Ingest:
             self.reject(row.line, pk)
             return
         self.identities.flush()
-        team_add(self.org_id, pk, row.team, DeveloperTeam.Source.COPILOT)
+        team_add(
+            self.org_id, pk, row.team, DeveloperTeam.Source.COPILOT, replacing=self.teams_named
+        )
         self.outcome.rows_ingested += 1
 
     def progress(self, done_bytes: int, total_bytes: int) -> None:
@@ -865,8 +869,19 @@ class Ingest:
         self.outcome.notes.append(f"Seat roster: {len(self.seats)} licensed developers{removal}.")
 
 
-def team_add(org_id, identity_id, team: str, source: str) -> None:
+def team_add(org_id, identity_id, team: str, source: str, *, replacing: set | None = None) -> None:
+    """Record a team membership. A file states a developer's teams as they are now: the first
+    time a run names the developer, the teams an earlier file of the same kind gave them go
+    (someone who moved team is no longer counted in the old one's cohort); further lines of
+    the run add to the new list. `replacing` is the run's set of developers seen so far
+    (None: only add, as a merge does)."""
     with connection.cursor() as cursor:
+        if replacing is not None and (identity_id, source) not in replacing:
+            replacing.add((identity_id, source))
+            cursor.execute(
+                "DELETE FROM developer_teams WHERE developer_identity_id = %s AND source = %s",
+                [str(identity_id), source],
+            )
         cursor.execute(
             "INSERT INTO developer_teams (id, organization_id, developer_identity_id, team, "
             "source, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, now(), now()) "

@@ -373,7 +373,7 @@ def runs_sweep() -> int:
 # --- identities --------------------------------------------------------------------------------
 
 
-def identity_map_row(identities: Identities, row: TeamRow) -> str:
+def identity_map_row(identities: Identities, row: TeamRow, *, teams_named: set) -> str:
     """Apply one identity-map line; returns a conflict to report (nothing done) or ''."""
     login, email = row.login, row.email
     b = identities.by_email.get(email) if email else None
@@ -415,7 +415,13 @@ def identity_map_row(identities: Identities, row: TeamRow) -> str:
     else:
         DeveloperIdentity.objects.filter(pk=pk).update(reviewed=True)
     if row.team:
-        team_add(identities.org_id, pk, row.team, DeveloperTeam.Source.IDENTITY_MAP)
+        team_add(
+            identities.org_id,
+            pk,
+            row.team,
+            DeveloperTeam.Source.IDENTITY_MAP,
+            replacing=teams_named,
+        )
     return ""
 
 

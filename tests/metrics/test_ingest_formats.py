@@ -204,6 +204,47 @@ def test_user_teams_sample(org_a, tmp_path):
     assert teams == [("alice", "backend"), ("alice", "frontend"), ("bob", "frontend")]
 
 
+def test_a_later_teams_file_moves_people_between_teams(org_a, tmp_path):
+    """A user-teams file states each listed developer's teams now: bob moved from frontend
+    to backend and must not stay in the frontend cohort; alice, in two teams, stays in both;
+    carol, not in the new file (GitHub leaves out teams under 5), keeps hers."""
+    day = '"day": "2026-05-08", "organization_id": "999"'
+    later = "\n".join(
+        [
+            f'{{"user_id": 1001, "user_login": "alice", {day}, "team_id": 42, "slug": "frontend"}}',
+            f'{{"user_id": 1001, "user_login": "alice", {day}, "team_id": 43, "slug": "backend"}}',
+            f'{{"user_id": 1002, "user_login": "bob", {day}, "team_id": 43, "slug": "backend"}}',
+        ]
+    )
+    first = '{"user_id": 1003, "user_login": "carol", "day": "2026-05-07", "organization_id": '
+    first += '"999", "team_id": 44, "slug": "data"}\n'
+    assert ingest(org_a, sample(tmp_path, "copilot-user-teams-1-day.ndjson")).status == "succeeded"
+    assert ingest(org_a, write(tmp_path, "carol.ndjson", first)).status == "succeeded"
+    run = ingest(org_a, write(tmp_path, "teams-later.ndjson", later + "\n"))
+    assert run.status == "succeeded", run.message
+    with org_context(org_a.id):
+        teams = sorted(
+            DeveloperTeam.objects.values_list("developer_identity__github_login", "team")
+        )
+    assert teams == [
+        ("alice", "backend"),
+        ("alice", "frontend"),
+        ("bob", "backend"),
+        ("carol", "data"),
+    ]
+
+
+def test_a_later_identity_map_moves_a_developer_to_their_new_team(org_a, tmp_path):
+    mapping = "github_login,email,name,team\nmona,mona@x.example,Mona,web\n"
+    assert ingest(org_a, write(tmp_path, "map1.csv", mapping)).status == "succeeded"
+    mapping = "github_login,email,name,team\nmona,mona@x.example,Mona,platform\n"
+    mapping += "mona,mona@x.example,Mona,security\n"  # two teams in one file: both
+    assert ingest(org_a, write(tmp_path, "map2.csv", mapping)).status == "succeeded"
+    with org_context(org_a.id):
+        teams = sorted(DeveloperTeam.objects.values_list("team", flat=True))
+    assert teams == ["platform", "security"]
+
+
 def test_legacy_org_metrics_are_refused_clearly(org_a, tmp_path):
     run = ingest(org_a, sample(tmp_path, "copilot-legacy-org-metrics.json"))
     assert run.status == "failed"
