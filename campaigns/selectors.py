@@ -6,8 +6,8 @@ the same number of queries whatever the number of campaigns or participants."""
 
 from __future__ import annotations
 
-from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Value, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from campaigns.models import Campaign, CampaignEmail, Participant
 from conversations.models import Conversation, Message
@@ -121,8 +121,9 @@ def campaign_has_responses(*, campaign) -> bool:
 
 # --- anonymity -------------------------------------------------------------------------------
 # Anonymous campaigns show "Participant 7" instead of a name: the number is the conversation's
-# place in the campaign (oldest first), so the same person has the same number on every page
-# and in every export, and nothing in it points back at the participant row.
+# place in the campaign (oldest first), stored on it (`Conversation.number`) and never given
+# again, so the same person has the same number on every page, in every export and analysis —
+# also after someone else was erased — and nothing in it points back at the participant row.
 
 
 def pseudonym(number: int) -> str:
@@ -137,7 +138,7 @@ def speaker_label(*, anonymous: bool, number: int, name: str, email: str) -> str
 
 
 def campaign_conversations(*, campaign):
-    """The campaign's conversations, oldest first, each with its pseudonym `number`, its
+    """The campaign's conversations, oldest first (by pseudonym `number`), each with its
     participant and a `message_count`."""
     messages = (
         Message.objects.filter(conversation=OuterRef("pk"))
@@ -150,20 +151,10 @@ def campaign_conversations(*, campaign):
         Conversation.objects.filter(campaign=campaign)
         .select_related("participant")
         .annotate(
-            number=Window(RowNumber(), order_by=[F("created_at").asc(), F("pk").asc()]),
             message_count=Coalesce(Subquery(messages, output_field=IntegerField()), Value(0)),
         )
-        .order_by("created_at", "pk")
+        .order_by("number")
     )
-
-
-def conversation_number(conversation) -> int:
-    """The conversation's pseudonym number (see campaign_conversations)."""
-    earlier = Conversation.objects.filter(campaign_id=conversation.campaign_id).filter(
-        Q(created_at__lt=conversation.created_at)
-        | Q(created_at=conversation.created_at, pk__lt=conversation.pk)
-    )
-    return earlier.count() + 1
 
 
 def conversation_messages(*, conversation) -> list[Message]:
@@ -172,12 +163,8 @@ def conversation_messages(*, conversation) -> list[Message]:
 
 def conversation_numbers(*, campaign) -> dict:
     """{conversation id: pseudonym number} for a whole campaign (exports)."""
-    ids = (
-        Conversation.objects.filter(campaign=campaign)
-        .order_by("created_at", "pk")
-        .values_list("pk", flat=True)
-    )
-    return {pk: number for number, pk in enumerate(ids.iterator(chunk_size=2000), 1)}
+    numbers = Conversation.objects.filter(campaign=campaign).values_list("pk", "number")
+    return dict(numbers.iterator(chunk_size=2000))
 
 
 def export_rows(*, campaign):

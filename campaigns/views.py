@@ -383,7 +383,7 @@ def transcript(request, campaign_id, conversation_id):
     anonymous = campaign.options.anonymous
     label = selectors.speaker_label(
         anonymous=anonymous,
-        number=selectors.conversation_number(conversation) if anonymous else 0,
+        number=conversation.number if anonymous else 0,
         name=conversation.participant.name,
         email=conversation.participant.email,
     )

@@ -1,12 +1,26 @@
 from django.contrib import admin
 
-from conversations.models import CampaignAnalysis, Conversation, ConversationAnalysis, Message
-from tap.admin import ServiceModelAdmin
+from conversations.models import (
+    CampaignAnalysis,
+    Conversation,
+    ConversationAnalysis,
+    ConversationNumbering,
+    Message,
+)
+from tap.admin import ReadOnlyAdmin, ServiceModelAdmin
 
 
 @admin.register(Conversation)
 class ConversationAdmin(ServiceModelAdmin):
-    list_display = ("id", "campaign", "organization", "status", "last_activity_at", "ended_at")
+    list_display = (
+        "id",
+        "number",
+        "campaign",
+        "organization",
+        "status",
+        "last_activity_at",
+        "ended_at",
+    )
     list_filter = ("status",)
     search_fields = ("id", "campaign__name", "participant__email")
     list_select_related = ("campaign", "organization")
@@ -36,3 +50,12 @@ class ConversationAnalysisAdmin(ServiceModelAdmin):
     search_fields = ("conversation__id",)
     list_select_related = ("conversation", "organization")
     raw_id_fields = ("conversation",)
+
+
+@admin.register(ConversationNumbering)
+class ConversationNumberingAdmin(ReadOnlyAdmin):
+    """Written by the database only (conversations migration 0006): shown, never edited."""
+
+    list_display = ("campaign", "organization", "last_number", "updated_at")
+    search_fields = ("campaign__name",)
+    list_select_related = ("campaign", "organization")

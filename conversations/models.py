@@ -29,6 +29,11 @@ class Conversation(TenantModel):
     reply_error = models.CharField(max_length=300, blank=True)
     tokens_in_total = models.PositiveIntegerField(default=0)
     tokens_out_total = models.PositiveIntegerField(default=0)
+    # The pseudonym number ("Participant 7"): the conversation's place in its campaign, given
+    # by the database as the row is inserted (`ConversationNumbering`, migration 0006) and
+    # never given again, so it names the same conversation on every page, in every export and
+    # in every analysis — also after others were erased.
+    number = models.PositiveIntegerField(editable=False)
 
     class Meta(TenantModel.Meta):
         db_table = "conversations"
@@ -36,10 +41,27 @@ class Conversation(TenantModel):
             models.UniqueConstraint(
                 fields=["organization", "id"], name="conversations_org_id_uniq"
             ),
+            models.UniqueConstraint(
+                fields=["campaign", "number"], name="conversations_campaign_number_uniq"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Conversation {self.pk}"
+
+
+class ConversationNumbering(TenantModel):
+    """The last pseudonym number a campaign gave. Its own row, not a column of the campaign,
+    so that starting a conversation does not lock the campaign (transitions lock it). Written
+    only by the trigger on `conversations` (migration 0006)."""
+
+    campaign = models.OneToOneField(
+        "campaigns.Campaign", on_delete=models.CASCADE, related_name="+"
+    )
+    last_number = models.PositiveIntegerField()
+
+    class Meta(TenantModel.Meta):
+        db_table = "conversation_numbering"
 
 
 class Message(TenantModel):

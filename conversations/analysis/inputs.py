@@ -39,21 +39,21 @@ MAX_MESSAGE_CHARS = 5000
 # Per conversation: a digest of its messages, and whether it has any participant message.
 # `organization_id` is filtered explicitly as well as by RLS (plans, and Citus later).
 DIGEST_SQL = """
-    SELECT c.id, c.status, c.created_at,
+    SELECT c.id, c.status, c.number,
            md5(string_agg(m.id::text || ':' || m.sender || ':' ||
                           extract(epoch FROM m.updated_at)::text, ',' ORDER BY m.id)),
            count(*) FILTER (WHERE m.sender = 'participant')
     FROM conversations c
     JOIN messages m ON m.conversation_id = c.id AND m.organization_id = c.organization_id
     WHERE c.organization_id = %s AND c.campaign_id = %s
-    GROUP BY c.id, c.status, c.created_at
+    GROUP BY c.id, c.status, c.number
 """
 
 
 @dataclass(frozen=True)
 class Included:
     id: str
-    number: int  # the pseudonym number ("Participant 7"): oldest conversation is 1
+    number: int  # the pseudonym number ("Participant 7"), Conversation.number
     status: str
     hash: str
 
@@ -99,14 +99,10 @@ def snapshot(*, campaign: Campaign, options: dict, engine_key: str) -> Snapshot:
     with connection.cursor() as cursor:
         cursor.execute(DIGEST_SQL, [str(campaign.organization_id), str(campaign.pk)])
         rows = cursor.fetchall()
-    # Pseudonym numbers count every conversation of the campaign, oldest first, like the
-    # responses page and the exports do.
-    rows.sort(key=lambda r: (r[2], str(r[0])))
+    rows.sort(key=lambda r: r[2])  # by pseudonym number (Conversation.number), oldest first
     included = []
     anonymous = "anon" if options.get("anonymous") else "named"
-    for number, (conversation_id, status, _created, digest, participant_messages) in enumerate(
-        rows, 1
-    ):
+    for conversation_id, status, number, digest, participant_messages in rows:
         if not participant_messages:
             continue
         if status != "completed" and not options.get("include_in_progress"):

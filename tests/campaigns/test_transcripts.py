@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from campaigns.privacy import participant_erase
 from conversations.models import Conversation, Message
 from tap.tenancy import org_context
 from tests.campaigns import creator
@@ -43,6 +44,41 @@ def test_anonymous_transcripts_show_a_number_never_a_name(org_a, alice, client_f
     listing = client.get(creator.url("responses", org_a, campaign.pk))
     assert [c.label for c in listing.context["page"]] == ["Participant 1", "Participant 2"]
     assert "x.example" not in listing.content.decode()
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_pseudonyms_stay_with_their_conversation_after_an_erasure(org_a, alice, client_for):
+    """Erasing participant 2 must not turn participant 3 into "Participant 2" (an analysis or
+    an export made before would then point at the wrong person), nor give 2 to a newcomer."""
+    campaign = creator.campaign(org_a, alice, status="active", anonymous=True)
+    people = creator.participants_in_bulk(org_a, campaign, 4)
+    start = timezone.now() - timedelta(days=1)
+    made = [
+        creator.conversation(org_a, campaign, person, CHAT, start=start + timedelta(hours=i))
+        for i, person in enumerate(people[:3])
+    ]
+    with org_context(org_a.id):
+        participant_erase(actor=alice, participant=people[1])
+    later = creator.conversation(org_a, campaign, people[3], CHAT)
+    client = client_for(alice)
+    listing = client.get(creator.url("responses", org_a, campaign.pk))
+    assert [c.label for c in listing.context["page"]] == [
+        "Participant 1",
+        "Participant 3",
+        "Participant 4",
+    ]
+    html = client.get(creator.url("transcript", org_a, campaign.pk, made[2].pk)).content.decode()
+    assert "Participant 3" in html
+    export = client.get(creator.url("export_csv", org_a, campaign.pk))
+    text = b"".join(export.streaming_content).decode()
+    assert "Participant 2," not in text
+    assert {line.split(",")[0] for line in text.splitlines()[1:]} == {
+        "Participant 1",
+        "Participant 3",
+        "Participant 4",
+    }
+    with org_context(org_a.id):
+        assert Conversation.objects.get(pk=later.pk).number == 4
 
 
 def test_the_participant_route_says_when_there_is_no_conversation_yet(org_a, alice, client_for):
