@@ -7,7 +7,7 @@ from tap.orgs import views as org_views
 
 accounts = [
     path("login/", org_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", org_views.LogoutView.as_view(), name="logout"),
     path("signup/", org_views.signup, name="signup"),
     path("password/change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path(

@@ -94,6 +94,21 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().post(request, *args, **kwargs)
 
 
+class LogoutView(auth_views.LogoutView):
+    """Django's logout. From an invitation opened while logged in with another account, the
+    invitation survives it: the person goes on to log in (or sign up) with the invited
+    address instead of hunting for the email again."""
+
+    def post(self, request, *args, **kwargs):
+        token = request.session.get(INVITATION_SESSION_KEY, "")
+        keep = request.POST.get("keep_invitation") == "1" and token
+        response = super().post(request, *args, **kwargs)
+        if keep:
+            request.session[INVITATION_SESSION_KEY] = token
+            return redirect("orgs:invitation_accept")
+        return response
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request):
     if request.user.is_authenticated:

@@ -214,6 +214,33 @@ def test_revoking_twice_says_it_was_revoked_already(client, alice, org_a):
     assert "was revoked already" in client.post(revoke, follow=True).content.decode()
 
 
+def test_logging_out_of_the_wrong_account_keeps_the_invitation(client, alice, charlie, org_a):
+    erin = make_user("erin@example.com")
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    client.force_login(charlie)  # the link opened where another account is logged in
+    assert client.get(link)["Location"] == ACCEPT
+    page = client.get(ACCEPT).content.decode()
+    assert "You are logged in as charlie@b.example" in page
+    assert 'name="keep_invitation"' in page
+    response = client.post("/accounts/logout/", {"keep_invitation": "1"})
+    assert response["Location"] == ACCEPT  # logged out, the invitation still at hand
+    assert "_auth_user_id" not in client.session
+    page = client.get(ACCEPT).content.decode()
+    assert "I have an account" in page
+    response = client.post(
+        f"/accounts/login/?next={ACCEPT}",
+        {"username": "erin@example.com", "password": PASSWORD, "next": ACCEPT},
+    )
+    assert response["Location"] == ACCEPT
+    assert client.post(ACCEPT)["Location"] == f"/o/{org_a.slug}/"
+    with org_context(org_a.id):
+        assert OrganizationMember.objects.filter(user=erin).exists()
+    # An ordinary logout leaves nothing behind.
+    client.post("/accounts/logout/")
+    assert client.get(ACCEPT).status_code == 404
+
+
 def test_a_forged_or_mangled_link_is_404(client, alice, org_a):
     client.force_login(alice)
     link = invite(client, org_a)
