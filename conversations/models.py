@@ -4,6 +4,9 @@ from django.db import models
 
 from tap.models import TenantModel
 
+# `end_reason` of the conversations a campaign's completion closed (conversations.tasks).
+CAMPAIGN_CLOSED = "campaign closed"
+
 
 class Conversation(TenantModel):
     class Status(models.TextChoices):
@@ -48,6 +51,14 @@ class Conversation(TenantModel):
 
     def __str__(self) -> str:
         return f"Conversation {self.pk}"
+
+    @property
+    def status_label(self) -> str:
+        """As the creator's pages say it: a conversation the campaign's end cut short is
+        not one the participant finished."""
+        if self.status == self.Status.COMPLETED and self.end_reason == CAMPAIGN_CLOSED:
+            return "Closed unfinished"
+        return self.get_status_display()
 
 
 class ConversationNumbering(TenantModel):

@@ -5,12 +5,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from conversations import services
-from conversations.models import Conversation, Message
+from conversations.models import CAMPAIGN_CLOSED, Conversation, Message
 from tap.ai import InterviewReply, InterviewRequest, Turn, get_backend
 from tap.outbox import outbox_task
 from tap.tenancy import current_org_id, org_context, org_ids_of
-
-CAMPAIGN_CLOSED = "campaign closed"
 
 
 @outbox_task(queue="default", name="conversations.campaign_completed")

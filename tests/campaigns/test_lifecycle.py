@@ -116,7 +116,7 @@ def test_activation_invites_everyone_not_yet_invited_once(org_a, alice):
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
-def test_completion_closes_open_conversations(org_a, alice):
+def test_completion_closes_open_conversations(org_a, alice, client_for):
     from tap import outbox
 
     campaign = make_campaign(org_a, alice, status="active")
@@ -131,6 +131,14 @@ def test_completion_closes_open_conversations(org_a, alice):
         conversation.refresh_from_db()
         assert conversation.status == "completed"
         assert conversation.end_reason == "campaign closed"
+    # The creator can tell it from a conversation the participant finished.
+    client = client_for(alice)
+    html = client.get(f"/o/{org_a.slug}/campaigns/{campaign.pk}/responses/").content.decode()
+    assert "Closed unfinished" in html
+    html = client.get(
+        f"/o/{org_a.slug}/campaigns/{campaign.pk}/responses/{conversation.pk}/"
+    ).content.decode()
+    assert "Closed unfinished" in html
 
 
 @pytest.mark.django_db
