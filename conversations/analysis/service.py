@@ -304,7 +304,14 @@ def _failed(analysis_id, input_hash, exc, usage, *, raise_errors) -> str:
     """A model outage is retried by the outbox (the row says so); a bad answer, or the last
     attempt, fails the run with its reason and keeps the previous result."""
     if not isinstance(exc, AIBadResponse) and not raise_errors and not outbox.is_last_attempt():
-        _set_progress(analysis_id, status=S.PENDING, error=f"Retrying soon: {exc}")
+        # Only while this request is still the row's: a newer one may have finished
+        # meanwhile, and must not be put back to "queued" by a job that will never run again.
+        with org_context(current_org_id()):
+            CampaignAnalysis.objects.filter(
+                pk=analysis_id, pending_hash=input_hash, status__in=[S.PENDING, S.RUNNING]
+            ).update(
+                status=S.PENDING, error=f"Retrying soon: {exc}"[:2000], updated_at=timezone.now()
+            )
         raise exc
     _record_failure(analysis_id, input_hash, str(exc))
     if raise_errors:

@@ -239,6 +239,29 @@ def test_no_name_or_address_reaches_claude_in_an_anonymous_campaign(org_a, alice
         assert secret not in sent
 
 
+def test_an_outage_in_a_superseded_run_leaves_the_newer_result_alone(org_a, alice, claude):
+    """Run A is slow; Refresh starts B, which finishes; then A meets an outage. A's retry can
+    never claim the row (B's request replaced A's), so A must not put it back to "queued":
+    the page would poll "Retrying soon" for ever, with Refresh disabled."""
+    from tap.ai import AIUnavailable
+
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    claude._script = Responder(claude)
+    newer = analyse(org_a, campaign)
+    assert newer.status == "ready"
+    with org_context(org_a.id), pytest.raises(AIUnavailable):
+        service._failed(
+            newer.pk,
+            "the hash of A's older request",
+            AIUnavailable("HTTP 529"),
+            service.Usage(),
+            raise_errors=False,
+        )
+    with org_context(org_a.id):
+        row = CampaignAnalysis.objects.get(pk=newer.pk)
+    assert (row.status, row.error) == ("ready", "")
+
+
 def test_an_outage_is_retried_by_the_outbox_and_then_fails_keeping_the_result(
     org_a, alice, claude, settings
 ):
