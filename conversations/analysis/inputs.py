@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -115,17 +116,33 @@ def snapshot(*, campaign: Campaign, options: dict, engine_key: str) -> Snapshot:
     return Snapshot(hashlib.sha256(payload.encode()).hexdigest(), options, included, taken_at)
 
 
+def _unspaced(word: str) -> bool:
+    """Written in a script whose words are not separated by spaces (Chinese, Japanese), or
+    that joins particles to names (Korean): no word boundary to rely on."""
+    return any(unicodedata.category(ch) == "Lo" for ch in word)
+
+
+def _alternation(words) -> str:
+    return "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+
+
 def _scrubber(name: str, email: str):
-    """A function that masks this participant's name and email and any address in a text."""
-    words = {w for w in re.split(r"[\s.,_@-]+", f"{name} {email.split('@')[0]}") if len(w) >= 3}
-    pattern = (
-        re.compile(
-            r"\b(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")\b",
-            re.IGNORECASE,
-        )
-        if words
-        else None
-    )
+    """A function that masks this participant's name and email and any address in a text.
+
+    Every part of the name counts, short ones too ("Jo Ng"), as whole words; single letters
+    (initials) are left, or every "a" would go. Names in scripts without spaces are masked
+    wherever they appear, the whole name as well as its parts ("我是王伟")."""
+    parts = [w for w in re.split(r"[\s.,_@-]+", f"{name} {email.split('@')[0]}") if w]
+    bounded = {w for w in parts if not _unspaced(w) and len(w) >= 2}
+    unbounded = {w for w in parts if _unspaced(w)}
+    if _unspaced(name):
+        unbounded.add("".join(name.split()))
+    alternatives = []
+    if bounded:
+        alternatives.append(r"\b(?:" + _alternation(bounded) + r")\b")
+    if unbounded:
+        alternatives.append(_alternation(unbounded))
+    pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
     def scrub(text: str) -> str:
         text = EMAIL.sub(EMAIL_MASK, text)

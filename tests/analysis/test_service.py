@@ -174,6 +174,26 @@ def test_the_daily_run_queues_stale_active_campaigns_only(org_a, alice):
         assert not CampaignAnalysis.objects.filter(campaign=done).exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "email", "text", "masked"),
+    [
+        # Short name parts are names too.
+        ("Jo Ng", "jo.ng@corp.example", "I'm Jo Ng; ask jo.", "I'm [name] [name]; ask [name]."),
+        # No spaces between words: no word boundary to wait for.
+        ("王伟", "wang.wei@corp.cn", "我是王伟，我觉得很好。", "我是[name]，我觉得很好。"),  # noqa: RUF001 - the full-width comma is the point
+        ("김민수", "minsu@corp.kr", "김민수가 말했다", "[name]가 말했다"),
+        # An initial is not masked everywhere it occurs as a letter; the rest is.
+        ("A. Smith", "asmith@x.example", "a cat, Smith, asmith", "a cat, [name], [name]"),
+        # Words that merely contain a name part stay whole.
+        ("Jo Ng", "jo.ng@corp.example", "Jonah and Ngaio", "Jonah and Ngaio"),
+    ],
+)
+def test_the_anonymity_scrubber_masks_every_part_of_a_name(name, email, text, masked):
+    from conversations.analysis.inputs import _scrubber
+
+    assert _scrubber(name, email)(text) == masked
+
+
 def test_anonymous_campaigns_keep_names_and_addresses_out(org_a, alice, client_for):
     campaign, _truth = planted_campaign(org_a, alice, anonymous=True, per_theme=3)
     with org_context(org_a.id):
