@@ -19,6 +19,10 @@ from conversations.analysis import report, service, tiers
 from conversations.models import CampaignAnalysis, Conversation
 from tap.orgs.decorators import org_view
 
+WITHHELD = (
+    "This campaign became anonymous after the analysis was made, and the analysis may name "
+    "people, so it is not shown. Refresh to analyse it anonymously."
+)
 VIEW = "campaigns.view_campaign"
 MANAGE = "campaigns.manage_campaign"
 
@@ -58,8 +62,9 @@ def analysis_page(request, campaign_id):
         "scope": scope,
         "anonymous": anonymous,
         "changed": 0,
+        "withheld": analysis is not None and service.withheld(campaign=campaign, analysis=analysis),
     }
-    if analysis is not None and analysis.has_result:
+    if analysis is not None and analysis.has_result and not context["withheld"]:
         theme_id = request.GET.get("theme", "")
         members = report.theme_members(analysis, theme_id, scope) if theme_id else []
         quoted = {q["conversation_id"] for f in analysis.key_findings for q in f.get("quotes", [])}
@@ -132,6 +137,9 @@ def _export(request, campaign_id, kind: str):
     analysis = get_object_or_404(
         CampaignAnalysis.objects.filter(campaign=campaign, generated_at__isnull=False)
     )
+    if service.withheld(campaign=campaign, analysis=analysis):
+        messages.error(request, WITHHELD)
+        return redirect("campaigns:analysis:page", request.org.slug, campaign.pk)
     anonymous = campaign.options.anonymous
     names = _names(campaign, analysis.conversations.keys())
     if kind == "md":

@@ -400,6 +400,17 @@ def changed_since(*, campaign: Campaign, analysis: CampaignAnalysis) -> int:
     return counts["changed"] + len(analysed) - counts["still_there"]
 
 
+def withheld(*, campaign: Campaign, analysis: CampaignAnalysis) -> bool:
+    """The campaign was made anonymous after this analysis was computed with names: its
+    quotes, findings and summary may name people, so it is not shown or exported (a Refresh,
+    or the daily run, computes it anonymously)."""
+    return (
+        analysis.has_result
+        and campaign.options.anonymous
+        and not (analysis.options or {}).get("anonymous")
+    )
+
+
 # --- beat ----------------------------------------------------------------------------------
 
 
@@ -415,7 +426,11 @@ def campaigns_analyze_due() -> int:
         if not has_answers:
             continue
         fresh = analysis is not None and analysis.has_result
-        if fresh and not changed_since(campaign=campaign, analysis=analysis):
+        if (
+            fresh
+            and not changed_since(campaign=campaign, analysis=analysis)
+            and not withheld(campaign=campaign, analysis=analysis)
+        ):
             continue
         before = analysis.pending_hash if analysis else None
         after = campaign_analyze(actor=None, campaign=campaign)

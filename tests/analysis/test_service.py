@@ -174,6 +174,53 @@ def test_the_daily_run_queues_stale_active_campaigns_only(org_a, alice):
         assert not CampaignAnalysis.objects.filter(campaign=done).exists()
 
 
+def test_an_analysis_made_with_names_is_withheld_once_the_campaign_is_anonymous(
+    org_a, alice, client_for
+):
+    """Anonymity may be switched on later; an analysis computed before read the names, and
+    its quotes and summary may carry them: not shown, not exported, and recomputed."""
+    from django.urls import reverse
+
+    from campaigns.models import Campaign
+
+    campaign, _truth = planted_campaign(org_a, alice, per_theme=3)
+    with org_context(org_a.id):
+        person = Participant.objects.create(
+            organization=org_a, campaign=campaign, email="zelda.quist@corp.example", name="Zelda"
+        )
+    made = creator.conversation(
+        org_a, campaign, person, [creator.QUESTION, "Zelda Quist here: code review is slow."]
+    )
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    analyse(org_a, campaign)
+    assert stored(org_a, campaign).options["anonymous"] is False
+    with org_context(org_a.id):
+        settings = dict(campaign.settings, anonymous=True)
+        Campaign.objects.filter(pk=campaign.pk).update(settings=settings)
+        campaign.refresh_from_db()
+    client = client_for(alice)
+    page = client.get(reverse("campaigns:analysis:page", args=[org_a.slug, campaign.pk]))
+    html = page.content.decode()
+    assert "became anonymous after the analysis was made" in html
+    assert "Executive summary" not in html
+    assert "Markdown report" not in html
+    for name in ("export_markdown", "export_csv"):
+        url = reverse(f"campaigns:analysis:{name}", args=[org_a.slug, campaign.pk])
+        response = client.get(url)
+        assert response.status_code == 302
+        assert "zelda" not in response.content.decode().lower()
+    # The daily run computes it again, anonymously; then it shows.
+    assert analysis_daily() == 1
+    outbox.run_due_inline()
+    assert stored(org_a, campaign).options["anonymous"] is True
+    html = client.get(
+        reverse("campaigns:analysis:page", args=[org_a.slug, campaign.pk])
+    ).content.decode()
+    assert "Executive summary" in html
+    assert "zelda" not in html.lower()
+
+
 @pytest.mark.parametrize(
     ("name", "email", "text", "masked"),
     [
