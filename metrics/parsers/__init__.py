@@ -408,6 +408,14 @@ def _csv_rows(header: list[str], text, convert, header_line: int = 1) -> Iterato
         previous = reader.line_num + header_line
         if not any(v.strip() for v in values):
             continue
+        if len(values) < len(header) or any(v.strip() for v in values[len(header) :]):
+            # A cut line would otherwise read its missing counts as 0, and replace real ones.
+            yield Rejected(
+                line,
+                f"{len(values)} values where the header has {len(header)} columns "
+                "(a line cut short, or a comma too many?)",
+            )
+            continue
         row = dict(zip(header, values, strict=False))
         try:
             yield convert(line, row)

@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 from metrics.models import TOOL_CLAUDE_CODE
-from metrics.parsers.records import Invalid, MetricRow, as_count, number, parse_usage_day
+from metrics.parsers.records import (
+    Invalid,
+    MetricRow,
+    as_count,
+    identifier,
+    number,
+    parse_usage_day,
+)
 
 
 def is_record(record: dict) -> bool:
@@ -34,10 +41,10 @@ def _identity(record: dict) -> tuple[str, str]:
         email = email.strip().lower()
         if "@" not in email:
             raise Invalid(f"actor email “{email[:60]}” is not an email address")
-        return email, ""
+        return identifier(email, "actor email", 254), ""
     key_name = actor.get("api_key_name")
     if isinstance(key_name, str) and key_name.strip():
-        return "", key_name.strip()[:200]
+        return "", identifier(key_name.strip(), "api_key_name", 200)
     raise Invalid("no identifier: the actor has neither email_address nor api_key_name")
 
 

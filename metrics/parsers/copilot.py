@@ -12,10 +12,12 @@ from metrics.parsers.records import (
     TeamRow,
     as_count,
     count,
+    identifier,
     number,
     parse_day,
     parse_moment,
     parse_usage_day,
+    plain,
 )
 
 BREAKDOWNS = (
@@ -87,7 +89,7 @@ def _identity(record: dict) -> tuple[str, int | None]:
         user_id = None
     if not login and user_id is None:
         raise Invalid("no identifier: the record has neither user_login nor user_id")
-    return login, user_id
+    return identifier(login, "user_login", 100), user_id
 
 
 def _label(value) -> str:
@@ -217,9 +219,8 @@ def team_row(line: int, record: dict) -> TeamRow:
         team = str(record.get("team_id") or "")
     if not team:
         raise Invalid("no team: the record has neither slug nor team_id")
-    return TeamRow(
-        line=line, login=login, github_id=user_id, team=team.strip()[:200], source="copilot"
-    )
+    team = identifier(team.strip(), "team", 200)
+    return TeamRow(line=line, login=login, github_id=user_id, team=team, source="copilot")
 
 
 def seat_row(line: int, seat: dict) -> SeatRow:
@@ -235,17 +236,17 @@ def seat_row(line: int, seat: dict) -> SeatRow:
     team = seat.get("assigning_team")
     team_name = ""
     if isinstance(team, dict):
-        team_name = str(team.get("slug") or team.get("name") or "")[:200]
+        team_name = plain(team.get("slug") or team.get("name"), 200)
     pending = seat.get("pending_cancellation_date")
     return SeatRow(
         line=line,
-        login=login.strip(),
+        login=identifier(login.strip(), "assignee login", 100),
         github_id=github_id,
         assigned_at=parse_moment(seat.get("created_at")),
         last_activity_at=parse_moment(seat.get("last_activity_at")),
-        last_activity_editor=str(seat.get("last_activity_editor") or "")[:200],
+        last_activity_editor=plain(seat.get("last_activity_editor"), 200),
         last_authenticated_at=parse_moment(seat.get("last_authenticated_at")),
-        plan_type=str(seat.get("plan_type") or "")[:50],
+        plan_type=plain(seat.get("plan_type"), 50),
         assigning_team=team_name,
         pending_cancellation_date=(
             parse_day(pending, "pending_cancellation_date") if pending else None
@@ -260,11 +261,11 @@ def seat_csv_row(line: int, row: dict) -> SeatRow:
     login = (row.get("login") or "").strip()
     if not login or login == "None":
         raise Invalid("no login")
-    surface = (row.get("last surface used") or "").strip()
+    surface = plain((row.get("last surface used") or "").strip(), 200)
     return SeatRow(
         line=line,
-        login=login,
+        login=identifier(login, "login", 100),
         last_activity_at=parse_moment((row.get("last activity at") or "").strip()),
         last_authenticated_at=parse_moment((row.get("last authenticated at") or "").strip()),
-        last_activity_editor="" if surface == "None" else surface[:200],
+        last_activity_editor="" if surface == "None" else surface,
     )

@@ -174,6 +174,22 @@ def _show(value) -> str:
     return text if len(text) <= 40 else text[:37] + "…"
 
 
+def identifier(value: str, label: str, limit: int) -> str:
+    """A developer's (or a team's) name as a file gives it: refused, not cut, when it is too
+    long for Tap (two developers cut to the same prefix would become one), or when it holds a
+    NUL (PostgreSQL text cannot, and the whole run would fail on it)."""
+    if len(value) > limit:
+        raise Invalid(f"{label} is longer than {limit} characters ({_show(value)})")
+    if "\x00" in value:
+        raise Invalid(f"{label} contains a NUL character")
+    return value
+
+
+def plain(value, limit: int) -> str:
+    """An informative text (an editor's name, a plan): NULs dropped, cut to fit."""
+    return str(value or "").replace("\x00", "")[:limit]
+
+
 TOOL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,49}$")
 
 

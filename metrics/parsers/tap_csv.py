@@ -7,7 +7,9 @@ from metrics.parsers.records import (
     MetricRow,
     TeamRow,
     as_count,
+    identifier,
     parse_usage_day,
+    plain,
     tool_name,
 )
 
@@ -40,7 +42,7 @@ def _email(value: str) -> str:
     email = (value or "").strip().lower()
     if email and ("@" not in email or " " in email or len(email) > 254):
         raise Invalid(f"“{email[:60]}” is not an email address")
-    return email
+    return identifier(email, "email", 254)
 
 
 def daily_row(line: int, row: dict) -> MetricRow:
@@ -57,7 +59,7 @@ def daily_row(line: int, row: dict) -> MetricRow:
         date=parse_usage_day((row.get("date") or "").strip(), "date"),
         tool=tool_name(row.get("tool")),
         extras={},
-        login=login[:100],
+        login=identifier(login, "github_login", 100),
         email=email,
         **values,
     )
@@ -70,9 +72,9 @@ def identity_map_row(line: int, row: dict) -> TeamRow:
         raise Invalid("no identifier: github_login and email are both empty")
     return TeamRow(
         line=line,
-        login=login[:100],
+        login=identifier(login, "github_login", 100),
         email=email,
-        name=(row.get("name") or "").strip()[:200],
-        team=(row.get("team") or "").strip()[:200],
+        name=plain((row.get("name") or "").strip(), 200),
+        team=identifier((row.get("team") or "").strip(), "team", 200),
         source="identity_map",
     )

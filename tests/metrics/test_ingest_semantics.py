@@ -215,6 +215,73 @@ def test_days_that_have_not_happened_are_rejected(org_a, tmp_path, name, content
     assert sorted(r.date.isoformat() for r in rows(org_a)) == ["2026-04-10", "2026-04-11"]
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "reasons"),
+    [
+        (
+            "t.csv",
+            TAP_CSV
+            + "2026-04-01,cursor,mona,,10,5,40,2\n"
+            + "2026-04-01,cursor,cut\n"  # would read as four zero counts
+            + "2026-04-01,cursor,extra,,1,1,1,1,surprise\n"
+            + "2026-04-01,cursor,trailing,,1,1,1,1,,\n"  # empty extra cells: fine
+            + "2026-04-01,cursor,"
+            + "x" * 101
+            + ",,1,1,1,1\n",
+            {
+                3: "3 values where the header has 8 columns",
+                4: "9 values where the header has 8 columns",
+                6: "github_login is longer than 100 characters",
+            },
+        ),
+        (
+            "u.ndjson",
+            ndjson(
+                [
+                    copilot_record("mona"),
+                    copilot_record("trailing"),
+                    copilot_record("nul\u0000login"),
+                    copilot_record("y" * 101),
+                ]
+            ),
+            {
+                3: "user_login contains a NUL character",
+                4: "user_login is longer than 100 characters",
+            },
+        ),
+        (
+            "c.jsonl",
+            ndjson(
+                [
+                    claude_record("mona@x.example"),
+                    claude_record("trailing@x.example"),
+                    claude_record("a\u0000b@x.example"),
+                    claude_record("z" * 250 + "@x.example"),
+                ]
+            ),
+            {
+                3: "actor email contains a NUL character",
+                4: "actor email is longer than 254 characters",
+            },
+        ),
+    ],
+    ids=["tap csv", "copilot", "claude code"],
+)
+def test_lines_that_do_not_fit_are_rejected_with_their_line(
+    org_a, tmp_path, name, content, reasons
+):
+    """A line cut short must not store zeros over real counts; an identifier too long for
+    Tap, or with a NUL, is that line's error, not an internal error failing the whole run."""
+    run = ingest(org_a, write(tmp_path, name, content), skip_invalid=True)
+    assert run.status == "partial", run.message
+    got = {e["line"]: e["reason"] for e in run.errors}
+    assert set(got) == set(reasons)
+    for line, reason in reasons.items():
+        assert reason in got[line]
+    identities = {r.developer_identity.label for r in rows(org_a)}
+    assert len(identities) == 2
+
+
 def test_skip_invalid_stores_the_good_lines_as_partial(org_a, tmp_path):
     run = ingest(org_a, write(tmp_path, "b.ndjson", "\n".join(BROKEN)), skip_invalid=True)
     assert run.status == "partial"
