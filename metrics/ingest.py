@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from metrics.extras import merge_extras
 from metrics.models import CopilotSeat, DeveloperIdentity, DeveloperTeam, MetricIngestionRun
-from metrics.parsers import MetricRow, Refused, Rejected, SeatRow, TeamRow
+from metrics.parsers import MetricRow, Refused, Rejected, SeatRow, SeatTotal, TeamRow
 from metrics.parsers.records import MAX_COUNT
 
 logger = logging.getLogger(__name__)
@@ -436,6 +436,10 @@ class Ingest:
         self.scopes: dict[str, str] = {}
         self.last_scope: tuple = ()
         self.saw_seats = False
+        # Seat entries read, and the most any listing said it holds (`total_seats`): a page
+        # of a paginated listing must not remove the seats of the other pages.
+        self.seat_entries = 0
+        self.seats_total = 0
         # (identity, source) whose teams this run has restated (`team_add`).
         self.teams_named: set = set()
         self.file = ""
@@ -499,6 +503,9 @@ class Ingest:
             self.outcome.errors_omitted += 1
 
     def add(self, item) -> None:
+        if isinstance(item, SeatTotal):  # not a line: what the listing says it holds
+            self.seats_total = max(self.seats_total, item.total)
+            return
         self.outcome.rows_total += 1
         if isinstance(item, Rejected):
             self.reject(item.line, item.reason)
@@ -581,6 +588,7 @@ class Ingest:
 
     def _seat(self, row: SeatRow) -> None:
         self.saw_seats = True
+        self.seat_entries += 1
         pk = self.identities.github(row.login, row.github_id)
         if isinstance(pk, str):
             self.reject(row.line, pk)
@@ -850,7 +858,16 @@ class Ingest:
             changed, [*SEAT_FIELDS, "ingestion_run_id", "updated_at"], batch_size=1000
         )
         unlisted = CopilotSeat.objects.exclude(developer_identity_id__in=self.seats)
-        if self.outcome.rows_rejected:
+        if self.seat_entries < self.seats_total:
+            kept = unlisted.count()
+            removal = (
+                f", {kept} seats not listed were kept (the file lists {self.seat_entries} of "
+                f"the {self.seats_total} seats it counts: one page of several? Upload every "
+                "page in one run to remove them)"
+                if kept
+                else ""
+            )
+        elif self.outcome.rows_rejected:
             # Lines were skipped: a seat missing here may be on one of them. Keep them all
             # until a roster is read in full.
             kept = unlisted.count()

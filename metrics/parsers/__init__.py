@@ -34,6 +34,7 @@ from metrics.parsers.records import (
     Refused,
     Rejected,
     SeatRow,
+    SeatTotal,
     TeamRow,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "Refused",
     "Rejected",
     "SeatRow",
+    "SeatTotal",
     "TeamRow",
     "open_metrics_file",
 ]
@@ -259,6 +261,7 @@ def _records(fmt: str, line: int, record, raw: str = "") -> Iterator:
             yield from _records(fmt, line, entry)
         return
     if fmt == "copilot_seats" and isinstance(record.get("seats"), list):
+        yield from _seat_total(record)
         for entry in record["seats"]:
             yield from _records(fmt, line, entry)
         return
@@ -275,6 +278,12 @@ def _records(fmt: str, line: int, record, raw: str = "") -> Iterator:
             yield claude_code.row(line, record)
     except Invalid as exc:
         yield Rejected(line, str(exc))
+
+
+def _seat_total(members: dict) -> Iterator:
+    total = members.get("total_seats")
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        yield SeatTotal(total)
 
 
 def _read_line(text) -> str | None:
@@ -344,23 +353,28 @@ def _json_document_head(first: str, text, position) -> Parsed:
         else:
             fmt = _json_format(members)
             return Parsed(fmt, _decoding(_records(fmt, 1, members)), position)
+        if fmt == "copilot_seats":
+            head = ("member", "total_seats", 0, members.get("total_seats")), head
+            return Parsed(fmt, _decoding(_document_items(fmt, head, events)), position)
     else:
         raise Refused(UNKNOWN_MESSAGE)
-    return Parsed(fmt, _decoding(_document_items(fmt, head, events)), position)
+    return Parsed(fmt, _decoding(_document_items(fmt, (head,), events)), position)
 
 
-def _document_items(fmt: str, head, events) -> Iterator:
+def _document_items(fmt: str, heads: tuple, events) -> Iterator:
     try:
-        for kind, _key, line, value in _chain(head, events):
+        for kind, key, line, value in _chain(heads, events):
             if kind == "item":
                 yield from _records(fmt, line, value)
+            elif key == "total_seats" and fmt == "copilot_seats":
+                yield from _seat_total({key: value})
     except JSONStreamError as exc:
         # The document cannot be read past this point: the whole file fails.
         raise Refused(f"Broken JSON on line {exc.line}: {exc}.") from None
 
 
-def _chain(head, events):
-    yield head
+def _chain(heads: tuple, events):
+    yield from heads
     yield from events
 
 

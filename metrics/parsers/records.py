@@ -69,6 +69,14 @@ class SeatRow:
 
 
 @dataclass(slots=True)
+class SeatTotal:
+    """A seats listing's own count of its seats (`total_seats`): a file that lists fewer is
+    one page of several, not the whole roster."""
+
+    total: int
+
+
+@dataclass(slots=True)
 class Rejected:
     line: int
     reason: str

@@ -313,6 +313,43 @@ def test_a_document_whose_first_line_opens_an_array_is_still_a_document(org_a, t
     assert run.rows_ingested == 2
 
 
+@pytest.mark.parametrize("layout", ["compact", "pretty, total after the seats"])
+def test_one_page_of_a_paginated_seats_listing_removes_no_seat(org_a, tmp_path, layout):
+    """GitHub lists seats 100 a page; a page on its own says, in `total_seats`, that it is
+    not the whole roster, so the seats of the other pages stay."""
+
+    def seat(login, n):
+        return {"assignee": {"login": login, "id": n}, "created_at": "2026-01-01T00:00:00Z"}
+
+    def seats():
+        with org_context(org_a.id):
+            return sorted(
+                CopilotSeat.objects.values_list("developer_identity__github_login", flat=True)
+            )
+
+    def listing(total, entries):
+        if layout == "compact":
+            return json.dumps({"total_seats": total, "seats": entries}) + "\n"
+        return json.dumps({"seats": entries, "total_seats": total}, indent=2)
+
+    everyone = [seat("mona", 1), seat("zed", 2), seat("idle", 3)]
+    assert ingest(org_a, write(tmp_path, "all.json", listing(3, everyone))).status == "succeeded"
+    assert seats() == ["idle", "mona", "zed"]
+    run = ingest(org_a, write(tmp_path, "page2.json", listing(3, everyone[2:])))
+    assert run.status == "succeeded", run.message
+    assert seats() == ["idle", "mona", "zed"]
+    assert "2 seats not listed were kept (the file lists 1 of the 3 seats it counts" in run.message
+    # Every page in one run is the whole roster: a seat no longer listed goes.
+    run = ingest(
+        org_a,
+        write(tmp_path, "p1.json", listing(2, everyone[:1])),
+        write(tmp_path, "p2.json", listing(2, everyone[2:])),
+    )
+    assert run.status == "succeeded", run.message
+    assert seats() == ["idle", "mona"]
+    assert "1 seats no longer listed were removed" in run.message
+
+
 def test_a_seats_file_with_rejected_lines_removes_no_seat(org_a, tmp_path):
     """A roster read with lines skipped is incomplete: a seat missing from it may be on a
     rejected line, so none is removed until a roster is read in full."""

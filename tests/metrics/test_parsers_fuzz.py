@@ -14,7 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metrics.parsers import MetricRow, Refused, Rejected, SeatRow, TeamRow, open_metrics_file
+from metrics.parsers import (
+    MetricRow,
+    Refused,
+    Rejected,
+    SeatRow,
+    SeatTotal,
+    TeamRow,
+    open_metrics_file,
+)
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LIMIT = 1 << 20  # decompressed bytes
@@ -117,6 +125,10 @@ def read(data: bytes) -> tuple[str, list]:
 
 
 def check(items: list) -> None:
+    for total in [item for item in items if isinstance(item, SeatTotal)]:
+        assert isinstance(total.total, int)
+        assert total.total >= 0
+    items = [item for item in items if not isinstance(item, SeatTotal)]  # not lines
     lines = [item.line for item in items]
     assert all(isinstance(n, int) and n >= 1 for n in lines)
     for item in items:
