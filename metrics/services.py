@@ -202,6 +202,12 @@ def run_process(*, run_id, org_id) -> MetricIngestionRun | None:
                     f"{outcome.rows_rejected} line(s) could not be read, so nothing was stored. "
                     "Fix them and upload again, or choose “skip bad lines” to store the rest."
                 )
+            if outcome.rows_rejected and not outcome.rows_ingested:
+                # Skipping bad lines left nothing: a failure, not a partial success.
+                raise _Abort(
+                    f"None of the {outcome.rows_rejected} line(s) could be read, so nothing "
+                    "was stored. The errors below say why."
+                )
             _record(
                 run,
                 ingest,

@@ -282,6 +282,17 @@ def test_lines_that_do_not_fit_are_rejected_with_their_line(
     assert len(identities) == 2
 
 
+def test_skipping_bad_lines_that_leaves_nothing_is_a_failure(org_a, tmp_path):
+    lines = [
+        copilot_record("mona", code_generation_activity_count=-1),
+        copilot_record("zed", day="2026-02-30"),
+    ]
+    run = ingest(org_a, write(tmp_path, "b.ndjson", ndjson(lines)), skip_invalid=True)
+    assert run.status == "failed"
+    assert "None of the 2 line(s) could be read" in run.message
+    assert [e["line"] for e in run.errors] == [1, 2]
+
+
 def test_skip_invalid_stores_the_good_lines_as_partial(org_a, tmp_path):
     run = ingest(org_a, write(tmp_path, "b.ndjson", "\n".join(BROKEN)), skip_invalid=True)
     assert run.status == "partial"
