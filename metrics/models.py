@@ -95,6 +95,14 @@ class MetricApiKey(TenantModel):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "id"], name="api_keys_org_id_uniq"),
+            # One live key per name: which one to revoke is never in doubt, and a form sent
+            # twice (a refresh after creating) makes no second key nobody has seen.
+            models.UniqueConstraint(
+                "organization",
+                Lower("name"),
+                condition=models.Q(revoked_at__isnull=True),
+                name="api_keys_live_name_uniq",
+            ),
         ]
 
     def __str__(self) -> str:

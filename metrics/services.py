@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from psycopg import errors as pg_errors
@@ -572,15 +572,24 @@ def api_key_create(*, actor, org, name: str) -> tuple[MetricApiKey, str]:
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "Give the key a name (e.g. the job that uses it)."})
+    name = name[:100]
+    # Also what a form sent twice (a refresh after creating) runs into: no second key.
+    taken = f"A live key is named “{name}” already. Revoke it first, or give this key another name."
+    if MetricApiKey.objects.filter(name__iexact=name, revoked_at__isnull=True).exists():
+        raise ValidationError({"name": taken})
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = MetricApiKey(
         organization_id=org.id,
-        name=name[:100],
+        name=name,
         prefix=secret[:12],
         key_hash=hash_key(secret),
         created_by=actor,
     )
-    key.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            key.save(force_insert=True)
+    except IntegrityError as exc:  # the same name at the same moment
+        raise ValidationError({"name": taken}) from exc
     audit(org_id=org.id, actor=actor, action="metrics.api_key_created", target=key, name=key.name)
     return key, secret
 

@@ -117,6 +117,26 @@ def test_owner_creates_a_key_shown_once_and_stored_hashed(client_for, alice, org
     assert secret not in again.content.decode()
 
 
+def test_a_key_form_sent_twice_makes_one_key(client_for, alice, org_a):
+    """A refresh after creating sends the form again: no second live key that nobody saw,
+    under a name that would then be ambiguous to revoke."""
+    client = client_for(alice)
+    url = reverse("metrics:api_keys", args=[org_a.slug])
+    assert client.post(url, {"name": "nightly"}).context["secret"]
+    again = client.post(url, {"name": "Nightly"})
+    assert again.status_code == 200
+    assert again.context["secret"] is None
+    assert "A live key is named “Nightly” already" in again.content.decode()
+    with org_context(org_a.id):
+        assert MetricApiKey.objects.count() == 1
+        key = MetricApiKey.objects.get()
+        services.api_key_revoke(actor=alice, org=org_a, key=key)
+    # Once revoked, the name is free again.
+    assert client.post(url, {"name": "nightly"}).context["secret"]
+    with org_context(org_a.id):
+        assert MetricApiKey.objects.filter(revoked_at__isnull=True).count() == 1
+
+
 def test_admins_cannot_manage_keys(client_for, dave, org_a):
     response = client_for(dave).post(reverse("metrics:api_keys", args=[org_a.slug]), {"name": "x"})
     assert response.status_code == 403
