@@ -12,6 +12,10 @@ from django.core.validators import validate_email
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 50_000
+# An address has at most 254 characters and a name is kept to 200: a longer value is a broken
+# file (or not a participant list), whatever limit the csv module holds at the moment (it is
+# process-wide, and the metrics parser raises it).
+MAX_VALUE_CHARS = 1000
 
 
 @dataclass
@@ -87,6 +91,8 @@ def parse_csv(data: bytes) -> ParsedList:
         rows += 1
         if rows > MAX_ROWS + 1:
             raise ValidationError(f"At most {MAX_ROWS:,} rows at once.")
+        if any(len(value) > MAX_VALUE_CHARS for value in row):
+            raise ValidationError(f"{_too_long(line)} Nothing was added.")
         if not row or not any(cell.strip() for cell in row):
             continue
         email = row[0].strip()
@@ -97,11 +103,15 @@ def parse_csv(data: bytes) -> ParsedList:
     return result
 
 
+def _too_long(line: int) -> str:
+    return f"Line {line}: a value is longer than {MAX_VALUE_CHARS:,} characters."
+
+
 def _csv_problem(error: str, line: int) -> str:
     if "unexpected end of data" in error:
         return f'Line {line}: a quote (") opens a value that is never closed.'
     if "expected after" in error:
         return f"Line {line}: text follows a closing quote; put the whole value in quotes."
     if "field larger than field limit" in error:
-        return f"Line {line}: a value is longer than {csv.field_size_limit():,} characters."
+        return _too_long(line)
     return f"Line {line} is not valid CSV ({error})."
