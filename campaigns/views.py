@@ -27,6 +27,7 @@ from campaigns.forms import (
 from campaigns.models import Campaign, Participant
 from campaigns.participant_input import parse_csv, parse_pasted
 from conversations.models import Conversation
+from tap import spreadsheet
 from tap.ai import get_backend
 from tap.orgs.decorators import org_view
 from tap.orgs.views import apply_errors
@@ -432,22 +433,6 @@ def participant_transcript(request, campaign_id, participant_id):
     )
 
 
-# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-class _Echo:
-    """csv.writer writes into this and gets the line back, for streaming."""
-
-    def write(self, value):
-        return value
-
-
 def _export_lines(*, org_id, campaign: Campaign, anonymous: bool):
     """(label, email, sender, sent_at, body) per message. Runs while the response streams,
     after TenancyMiddleware's transaction has ended, so it opens its own tenant context."""
@@ -463,10 +448,12 @@ def _export_lines(*, org_id, campaign: Campaign, anonymous: bool):
 
 
 def _csv_stream(**kwargs):
-    writer = csv.writer(_Echo())
-    yield writer.writerow(["participant", "email", "sender", "sent_at", "message"])
+    writer = csv.writer(spreadsheet.Echo())
+    yield spreadsheet.BOM + writer.writerow(
+        ["participant", "email", "sender", "sent_at", "message"]
+    )
     for row in _export_lines(**kwargs):
-        yield writer.writerow([csv_safe(cell) for cell in row])
+        yield writer.writerow([spreadsheet.cell(value) for value in row])
 
 
 def _json_stream(*, campaign: Campaign, anonymous: bool, **kwargs):

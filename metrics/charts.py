@@ -12,6 +12,8 @@ from django.http import HttpResponse
 from django.utils.formats import localize
 from django.utils.html import format_html_join
 
+from tap import spreadsheet
+
 WIDTH, HEIGHT = 720, 220
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 36, 12, 28
 SERIES_CLASSES = 8  # .chart-s0 … .chart-s7 in metrics-charts.css
@@ -194,26 +196,13 @@ def _bars(chart: Chart) -> dict:
 
 # --- CSV ---------------------------------------------------------------------------------------
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value):
-    """Spreadsheets run cells starting with = + - @ (and tab/CR) as formulas: defuse text."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
 
 def csv_response(filename: str, columns: list[str], rows) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.write(spreadsheet.BOM)
     writer = csv.writer(response)
-    writer.writerow([safe_cell(c) for c in columns])
+    writer.writerow([spreadsheet.cell(c) for c in columns])
     for row in rows:
-        writer.writerow([safe_cell(v) for v in row])
+        writer.writerow([spreadsheet.cell(v) for v in row])
     return response

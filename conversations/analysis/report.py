@@ -6,28 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 
 from conversations.analysis.engines import HISTOGRAM_BINS, LABELS, distribution
 from conversations.models import CampaignAnalysis
+from tap import spreadsheet
 
 SCOPES = ("all", "completed")
-# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHART = {"width": 420, "height": 150, "top": 10, "bottom": 124}
 THEME_LIST_LIMIT = 500
-
-
-NUMBER = re.compile(r"^[-+]?\d+(\.\d+)?$")
-
-
-def csv_safe(value) -> str:
-    """The cell as text, with a leading ' when a spreadsheet would run it (plain numbers such
-    as -0.25 cannot be formulas and stay numbers)."""
-    text = "" if value is None else str(value)
-    if text.startswith(FORMULA_STARTS) and not NUMBER.match(text):
-        return "'" + text
-    return text
 
 
 def label_for(number: int, *, anonymous: bool, names: dict | None = None, conversation_id=None):
@@ -179,6 +165,7 @@ def csv_text(analysis: CampaignAnalysis, *, anonymous: bool, names: dict) -> str
     """One row per analysed conversation: participant, status, sentiment, themes."""
     titles = {t["id"]: t["label"] for t in analysis.themes}
     buffer = io.StringIO()
+    buffer.write(spreadsheet.BOM)
     writer = csv.writer(buffer)
     writer.writerow(
         ["conversation_id", "participant", "status", "sentiment_score", "sentiment", "themes"]
@@ -191,7 +178,7 @@ def csv_text(analysis: CampaignAnalysis, *, anonymous: bool, names: dict) -> str
         themes = "; ".join(titles.get(t, t) for t in data.get("themes", []))
         writer.writerow(
             [
-                csv_safe(cell)
+                spreadsheet.cell(cell)
                 for cell in (
                     conversation_id,
                     who,

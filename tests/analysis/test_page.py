@@ -208,7 +208,8 @@ def test_exports_markdown_and_formula_safe_csv(org_a, alice, client_for):
     assert b"## Executive summary" in md.content
     assert b"## Key findings" in md.content
     response = client.get(url("export_csv", org_a, campaign))
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert response.content.startswith("\ufeff".encode())  # Excel reads it as UTF-8
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert rows[0] == [
         "conversation_id",
         "participant",

@@ -178,7 +178,8 @@ def test_chart_csv_download(client_for, bob, org_a, tmp_path):
     load(org_a, tmp_path)
     response = client_for(bob).get(url("overview", org_a), {"csv": "suggestions"})
     assert response["Content-Type"].startswith("text/csv")
-    lines = response.content.decode().splitlines()
+    assert response.content.startswith("\ufeff".encode())  # Excel reads it as UTF-8
+    lines = response.content.decode("utf-8-sig").splitlines()
     assert lines[0] == "Week of,Suggestions,Acceptances"  # members get weeks
     assert len(lines) > 1
 
@@ -311,7 +312,7 @@ def test_developer_page_breaks_each_tool_down_from_its_exports(client_for, dave,
     download = client.get(
         page, {"start": "2026-04-01", "end": "2026-04-10", "csv": "copilot-language"}
     )
-    assert download.content.decode().splitlines() == [
+    assert download.content.decode("utf-8-sig").splitlines() == [
         "Language,Generated,Accepted,Lines added",
         "go,18,0,0",
         "python,16,8,16",
@@ -434,7 +435,7 @@ def test_a_week_with_fewer_than_five_active_gives_members_no_per_developer_figur
     assert "33.3% · —" in body
     assert "fewer than 5 of the cohort were active" in body
     csv = client_for(bob).get(url("cohorts", org_a), {**query, "csv": "accepted"})
-    assert csv.content.decode().splitlines()[1:] == ["2026-03-30,", "2026-04-06,4.0"]
+    assert csv.content.decode("utf-8-sig").splitlines()[1:] == ["2026-03-30,", "2026-04-06,4.0"]
 
     admin = client_for(dave).get(url("cohorts", org_a), query)
     (web,) = admin.context["cohorts"]
@@ -699,7 +700,7 @@ def test_a_merge_during_an_upload_says_so_instead_of_waiting(
 
 def test_csv_templates(client_for, bob, org_a):
     response = client_for(bob).get(url("csv_template", org_a, "daily"))
-    assert response.content.decode().splitlines()[0] == (
+    assert response.content.decode("utf-8-sig").splitlines()[0] == (
         "date,tool,github_login,email,suggestions,acceptances,completions,sessions"
     )
 
