@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
@@ -281,10 +282,9 @@ def analysis_run(
         return _failed(analysis_id, input_hash, exc, usage, raise_errors=raise_errors)
     except Exception as exc:
         logger.exception("analysis failed", extra={"campaign_id": campaign_id})
+        _record_failure(analysis_id, input_hash, _failure_message(exc))
         if raise_errors:
-            _record_failure(analysis_id, input_hash, f"Analysis failed: {type(exc).__name__}")
             raise
-        _record_failure(analysis_id, input_hash, f"Analysis failed: {type(exc).__name__}: {exc}")
         return "failed"
     return _store(analysis_id, input_hash, snap, result, usage, engine, inputs_at)
 
@@ -317,6 +317,20 @@ def _failed(analysis_id, input_hash, exc, usage, *, raise_errors) -> str:
     if raise_errors:
         raise exc
     return "failed"
+
+
+def _failure_message(exc: Exception) -> str:
+    """What the page says (members read it too): not the exception's text, which may be a
+    model API's raw answer; the detail is in the log."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return (
+            "The analysis took longer than a run may. What it read so far is kept: Refresh "
+            "to continue where it stopped."
+        )
+    return (
+        "The analysis stopped on an unexpected error, which has been logged. Refresh to "
+        "try again; if it fails again, tell your Tap administrator."
+    )
 
 
 def _record_failure(analysis_id, input_hash, reason: str) -> None:

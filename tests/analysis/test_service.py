@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from campaigns.models import Participant
@@ -115,6 +116,35 @@ def test_a_newer_request_supersedes_a_queued_one(org_a, alice):
     final = stored(org_a, campaign)
     assert (final.status, final.input_hash) == ("ready", second.pending_hash)
     assert final.conversation_count == 25
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (
+            RuntimeError("Error code: 400 - {'message': 'prompt is too long', 'key': 'sk-…'}"),
+            "stopped on an unexpected error, which has been logged",
+        ),
+        (SoftTimeLimitExceeded(), "Refresh to continue where it stopped"),
+    ],
+    ids=["unexpected", "time limit"],
+)
+def test_a_failed_run_says_what_to_do_not_the_exception(org_a, alice, client_for, error, shown):
+    """Members read the page too: an API's raw answer is for the log, not for them."""
+    from conversations.analysis.engines import LocalEngine
+
+    class Breaking(LocalEngine):
+        def extract_many(self, conversations, mission=""):
+            raise error
+
+    campaign, _truth = planted_campaign(org_a, alice, per_theme=2)
+    with org_context(org_a.id), pytest.raises(type(error)):
+        service.campaign_analyze(actor=None, campaign=campaign, run_now=True, engine=Breaking())
+    failed = stored(org_a, campaign)
+    assert failed.status == "failed"
+    assert shown in failed.error
+    assert "400" not in failed.error
+    assert "RuntimeError" not in failed.error
 
 
 def test_an_analysis_whose_worker_died_on_every_attempt_fails_and_can_be_asked_again(org_a, alice):
