@@ -29,7 +29,7 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from conversations.models import Message
+from conversations.models import CAMPAIGN_CLOSED, Message
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 NAME_MASK = "[name]"
@@ -38,16 +38,21 @@ EMAIL_MASK = "[email]"
 MAX_MESSAGE_CHARS = 5000
 
 # Per conversation: a digest of its messages, and whether it has any participant message.
-# `organization_id` is filtered explicitly as well as by RLS (plans, and Citus later).
+# `organization_id` is filtered explicitly as well as by RLS (plans, and Citus later). A
+# conversation the campaign's completion closed is "closed", not "completed": the participant
+# did not finish it, and "Completed only" leaves it out.
 DIGEST_SQL = """
-    SELECT c.id, c.status, c.number,
+    SELECT c.id,
+           CASE WHEN c.status = 'completed' AND c.end_reason = %s THEN 'closed'
+                ELSE c.status END,
+           c.number,
            md5(string_agg(m.id::text || ':' || m.sender || ':' ||
                           extract(epoch FROM m.updated_at)::text, ',' ORDER BY m.id)),
            count(*) FILTER (WHERE m.sender = 'participant')
     FROM conversations c
     JOIN messages m ON m.conversation_id = c.id AND m.organization_id = c.organization_id
     WHERE c.organization_id = %s AND c.campaign_id = %s
-    GROUP BY c.id, c.status, c.number
+    GROUP BY c.id, c.status, c.end_reason, c.number
 """
 
 
@@ -98,7 +103,9 @@ def snapshot(*, campaign: Campaign, options: dict, engine_key: str) -> Snapshot:
     ones unless `include_in_progress`) and the input hash."""
     taken_at = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(DIGEST_SQL, [str(campaign.organization_id), str(campaign.pk)])
+        cursor.execute(
+            DIGEST_SQL, [CAMPAIGN_CLOSED, str(campaign.organization_id), str(campaign.pk)]
+        )
         rows = cursor.fetchall()
     rows.sort(key=lambda r: r[2])  # by pseudonym number (Conversation.number), oldest first
     included = []

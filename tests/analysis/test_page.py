@@ -8,6 +8,7 @@ import pytest
 from django.db import connections
 from django.urls import reverse
 
+from campaigns.models import Campaign
 from conversations.analysis import service
 from conversations.models import CampaignAnalysis, Conversation
 from tap import outbox
@@ -97,6 +98,32 @@ def test_completed_only_filter_recounts_from_the_stored_analysis(org_a, alice, b
     assert (everything["total"], completed["total"]) == (24, 20)
     assert sum(t["count"] for t in completed["themes"]) == 20
     assert completed["sentiment"]["total"] == 20
+
+
+def test_completed_only_leaves_out_conversations_the_campaigns_end_cut_short(
+    org_a, alice, bob, client_for
+):
+    """Completing a campaign closes its open conversations; they were not finished by their
+    participants, so "Completed only" does not count them."""
+    from conversations.tasks import campaign_completed
+
+    campaign, truth = planted_campaign(org_a, alice)
+    some = list(truth)[:3]
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk__in=some).update(status="active")
+        Campaign.objects.filter(pk=campaign.pk).update(status="completed")
+        campaign_completed.outbox_body(campaign_id=str(campaign.pk))  # closes them; analysis queued
+    outbox.run_due_inline()
+    with org_context(org_a.id):
+        analysis = CampaignAnalysis.objects.get(campaign=campaign)
+    assert analysis.conversation_count == 24
+    statuses = sorted(c["status"] for c in analysis.conversations.values())
+    assert statuses.count("closed") == 3
+    client = client_for(bob)
+    completed = client.get(url("page", org_a, campaign, scope="completed"))
+    assert completed.context["figures"]["total"] == 21
+    everything = client.get(url("page", org_a, campaign, scope="all")).content.decode()
+    assert "3 of those analysed were not finished" in everything
 
 
 def test_query_count_is_constant(org_a, alice, client_for):
