@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from conversations.analysis.engines import HISTOGRAM_BINS, LABELS, distribution
 from conversations.models import CampaignAnalysis
@@ -125,17 +126,38 @@ def theme_members(analysis: CampaignAnalysis, theme_id: str, scope: str) -> list
 # --- exports ---------------------------------------------------------------------------------
 
 
+# Backslash-escaped (CommonMark allows it for any ASCII punctuation): the characters that make
+# links and images ([ ]), HTML and autolinks (< >), emphasis, code, strikethrough and table
+# cells; and at the start of a paragraph, what would make it a heading, a list or a quote.
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+BLOCK_MARK = re.compile(r"^([#>]|[-+](?=\s))")
+LIST_NUMBER = re.compile(r"^(\d+)([.)])(?=\s)")
+
+
+def md(text, *, inline: bool = True) -> str:
+    """Text from participants or the model, as Markdown that shows it and does nothing else: a
+    quote cannot load an image or plant a link in the creator's viewer. Inline text (a list
+    item, a quote, a table cell) is one line."""
+    text = MARKDOWN_SPECIAL.sub(r"\\\1", str(text or ""))
+    if inline:
+        return " ".join(text.split())
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+    paragraphs = [LIST_NUMBER.sub(r"\1\\\2", BLOCK_MARK.sub(r"\\\1", p)) for p in paragraphs]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
 def markdown(analysis: CampaignAnalysis, *, campaign, anonymous: bool, names: dict) -> str:
     """The analysis as a Markdown report (quotes attributed by pseudonym or name)."""
-    out = [f"# Analysis: {campaign.name}", ""]
+    out = [f"# Analysis: {md(campaign.name)}", ""]
     engine = "offline analysis" if analysis.engine == "local" else f"{analysis.model}"
     out.append(
         f"_{analysis.conversation_count} conversations · {engine} · generated "
         f"{analysis.generated_at:%Y-%m-%d %H:%M} UTC_"
     )
-    out += ["", "## Executive summary", "", analysis.executive_summary, "", "## Key findings", ""]
+    summary = md(analysis.executive_summary, inline=False)
+    out += ["", "## Executive summary", "", summary, "", "## Key findings", ""]
     for n, finding in enumerate(analysis.key_findings, 1):
-        out.append(f"{n}. **{finding['title']}** — {finding.get('detail', '')}")
+        out.append(f"{n}. **{md(finding['title'])}** — {md(finding.get('detail', ''))}")
         for quote in finding.get("quotes", []):
             who = label_for(
                 quote.get("number", 0),
@@ -143,12 +165,13 @@ def markdown(analysis: CampaignAnalysis, *, campaign, anonymous: bool, names: di
                 names=names,
                 conversation_id=quote.get("conversation_id"),
             )
-            out.append(f"   > “{quote['text']}” — {who} (message {quote['message_id']})")
+            out.append(
+                f"   > “{md(quote['text'])}” — {md(who)} (message {md(quote['message_id'])})"
+            )
         out.append("")
     out += ["## Themes", "", "| Theme | Conversations | Share |", "|---|---:|---:|"]
     for theme in analysis.themes:
-        label = theme["label"].replace("|", "/")
-        out.append(f"| {label} | {theme['count']} | {theme['share']}% |")
+        out.append(f"| {md(theme['label'])} | {theme['count']} | {theme['share']}% |")
     counts = analysis.sentiment_distribution.get("counts", {})
     out += [
         "",

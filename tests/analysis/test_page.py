@@ -3,6 +3,7 @@ the failure kept next to the old result, exports, and a constant number of queri
 
 import csv
 import io
+import re
 
 import pytest
 from django.db import connections
@@ -250,6 +251,46 @@ def test_exports_markdown_and_formula_safe_csv(org_a, alice, client_for):
     assert not any(cell.startswith(("=", "+", "@")) for cell in cells)
     assert any(cell.startswith("'=cmd") for cell in cells)
     assert any(row[3].startswith("-") for row in rows[1:])  # numbers stay numbers
+
+
+def test_the_markdown_report_shows_participants_words_and_runs_nothing(org_a, alice, client_for):
+    """A quote or a model-written text opened in a Markdown viewer must not load an image,
+    plant a link or HTML, or break the report's lists and table."""
+    campaign, _truth = planted_campaign(org_a, alice, per_theme=3)
+    analysis = analysed(org_a, campaign)
+    planted = (
+        "![x](https://tracker.example/p.png) <img src=x onerror=alert(1)> [click](http://evil)"
+    )
+    finding = analysis.key_findings[0]
+    finding["detail"] = "Line one\n\n## not a heading"
+    finding["quotes"] = (
+        [{**finding["quotes"][0], "text": planted}]
+        if finding.get("quotes")
+        else [
+            {
+                "conversation_id": next(iter(analysis.conversations)),
+                "number": 1,
+                "message_id": "m1",
+                "text": planted,
+            }
+        ]
+    )
+    with org_context(org_a.id):
+        CampaignAnalysis.objects.filter(pk=analysis.pk).update(
+            key_findings=[finding, *analysis.key_findings[1:]],
+            executive_summary="1. Not a list\n\n# Not a heading either",
+            themes=[{**analysis.themes[0], "label": "a | b"}, *analysis.themes[1:]],
+        )
+    text = client_for(alice).get(url("export_markdown", org_a, campaign)).content.decode()
+    assert "![x](" not in text
+    assert not re.search(r"(?<!\\)[<\[]", text)  # no unescaped HTML, link or image
+    assert "[click](" not in text
+    assert "\\!\\[x\\]" not in text  # one escape, not two
+    assert "!\\[x\\](https://tracker.example/p.png) \\<img src=x onerror=alert(1)\\>" in text
+    assert "\n## not a heading" not in text  # the detail stays on its list item
+    assert "1\\. Not a list" in text
+    assert "\\# Not a heading either" in text
+    assert "| a \\| b |" in text  # one table cell, not two
 
 
 def test_export_before_any_analysis_is_404(org_a, alice, client_for):
