@@ -156,12 +156,21 @@ def _detect(text: io.TextIOWrapper, *, position) -> Parsed:
 
 
 def _detect_format(text: io.TextIOWrapper, position) -> Parsed:
-    first, skipped = _read_line(text), 0
-    while first is not None and not first.strip():
-        first, skipped = _read_line(text), skipped + 1
-    if first is None:
+    first, skipped = text.readline(MAX_LINE_CHARS), 0
+    while first.endswith("\n") and not first.strip():
+        first, skipped = text.readline(MAX_LINE_CHARS), skipped + 1
+    if not first.strip():
         raise Refused("The file is empty.")
     stripped = first.lstrip()
+    if len(first) >= MAX_LINE_CHARS and not first.endswith("\n"):
+        # Longer than an NDJSON line may be: a JSON document on one line (an API answer saved
+        # as it came, `jq -c`), read as a stream from where this piece of it ends.
+        if stripped.startswith(("{", "[")):
+            return _json_document(first, text, position)
+        raise Refused(
+            f"The first line is longer than {MAX_LINE_CHARS >> 20} MB and is not JSON. "
+            + UNKNOWN_MESSAGE
+        )
     if stripped.startswith("{"):
         record = _object_or_error(first)
         if isinstance(record, dict):

@@ -245,6 +245,25 @@ def test_a_later_identity_map_moves_a_developer_to_their_new_team(org_a, tmp_pat
     assert teams == ["platform", "security"]
 
 
+def test_a_json_document_on_one_line_longer_than_an_ndjson_line(org_a, tmp_path, monkeypatch):
+    """A minified export (an API answer saved as it came, `jq -c`) is one line, longer than
+    NDJSON lines may be: read as the JSON document it is, not refused as unknown."""
+    import metrics.parsers
+
+    monkeypatch.setattr(metrics.parsers, "MAX_LINE_CHARS", 2000)
+    records = [copilot_record(f"dev{n}", user_id=n + 1) for n in range(20)]
+    text = json.dumps(records, separators=(",", ":"))
+    assert len(text) > 2000
+    assert "\n" not in text
+    run = ingest(org_a, write(tmp_path, "minified.json", text))
+    assert run.status == "succeeded", run.message
+    assert (run.detected_format, run.rows_ingested) == ("copilot_users", 20)
+    monkeypatch.setattr(metrics.parsers, "MAX_LINE_CHARS", 200)
+    run = ingest(org_a, write(tmp_path, "long.csv", "x" * 300 + "\n"))
+    assert run.status == "failed"
+    assert "longer than" in run.message
+
+
 def test_legacy_org_metrics_are_refused_clearly(org_a, tmp_path):
     run = ingest(org_a, sample(tmp_path, "copilot-legacy-org-metrics.json"))
     assert run.status == "failed"
