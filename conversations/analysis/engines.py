@@ -169,8 +169,11 @@ def assemble(
 
 # --- the local engine ----------------------------------------------------------------------
 
-SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
-TOKEN = re.compile(r"[a-z][a-z'\u2019-]*[a-z]|[a-z]")
+# Sentences end at . ! ? … and a space, after a CJK full stop, ! or ? (no space), or a line.
+SENTENCE = re.compile(r"(?<=[.!?…])\s+|(?<=[\u3002\uff01\uff1f])|\n+")
+# Words of letters in any alphabet ("équipe", "Größe"), joined by an apostrophe or a hyphen;
+# ASCII-only words cut "l'équipe était géniale" into "quipe", "tait", "g", "niale".
+TOKEN = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 QUOTE_WORDS = (6, 45)
 QUOTES_KEPT = 6
 MAX_THEMES = 8
@@ -199,7 +202,7 @@ def _stopwords() -> frozenset[str]:
 
 class LocalEngine:
     name = "local"
-    version = "1"
+    version = "2"  # 2: words in any alphabet (TOKEN)
     model = "offline-analysis"
     label = "offline analysis"
 

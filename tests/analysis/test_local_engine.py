@@ -67,3 +67,30 @@ def test_the_same_input_gives_the_same_analysis(org_a, alice):
         first.key_findings,
         first.executive_summary,
     )
+
+
+def test_words_in_any_alphabet_stay_whole_and_cjk_sentences_are_quotes():
+    """Campaigns run in French or German too: "l'équipe était géniale" must not become the
+    terms "quipe", "tait", "g", "niale"; CJK sentences end without a space."""
+    from conversations.analysis.engines import SENTENCE, TOKEN, LocalEngine
+    from conversations.analysis.inputs import ConversationInput
+
+    assert TOKEN.findall("l'équipe était géniale, größe well-known 42") == [
+        "l'équipe",
+        "était",
+        "géniale",
+        "größe",
+        "well-known",
+    ]
+    cjk = "你好。很好\uff01是吗\uff1f"  # full stop, full-width ! and ?
+    assert SENTENCE.split(cjk) == ["你好。", "很好\uff01", "是吗\uff1f", ""]
+    conversation = ConversationInput(
+        "c1",
+        1,
+        "completed",
+        (("m1", "participant", "Les revues de code prennent trop de temps à l'équipe."),),
+    )
+    result, _usage = LocalEngine().extract(conversation)
+    terms = result["terms"].split()
+    assert "l'équipe" in terms
+    assert "quipe" not in terms
