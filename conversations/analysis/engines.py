@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from conversations.analysis.inputs import ConversationInput
@@ -185,6 +186,14 @@ CENTROID_TERMS = 300
 PHRASE_BOOST = 2.0
 
 
+def _words(sentence: str) -> int:
+    """How many words a sentence has: by spaces, or about one per two characters in scripts
+    written without them (Chinese, Japanese)."""
+    spaced = len(sentence.split())
+    unspaced = sum(1 for ch in sentence if unicodedata.category(ch) == "Lo")
+    return max(spaced, unspaced // 2)
+
+
 def _stopwords() -> frozenset[str]:
     # tap.ai's list (the interviewer's) plus words that carry no theme in answers; not
     # scikit-learn's list, whose import would cost a refresh that never clusters a second.
@@ -234,7 +243,7 @@ class LocalEngine:
             terms.extend(t for t in TOKEN.findall(text.lower()) if t not in self.stopwords)
             terms.append("|")  # no phrase spans two messages
             for sentence in SENTENCE.split(text):
-                words = len(sentence.split())
+                words = _words(sentence)
                 if QUOTE_WORDS[0] <= words <= QUOTE_WORDS[1]:
                     strength = abs(self.vader.polarity_scores(sentence)["compound"])
                     # Strong, mid-length sentences make the best quotes.

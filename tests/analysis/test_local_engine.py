@@ -94,3 +94,9 @@ def test_words_in_any_alphabet_stay_whole_and_cjk_sentences_are_quotes():
     terms = result["terms"].split()
     assert "l'équipe" in terms
     assert "quipe" not in terms
+    chinese = "代码评审太慢了\uff0c我们每次都要等好几天才能合并。其他都很好。"
+    conversation = ConversationInput("c2", 2, "completed", (("m2", "participant", chinese),))
+    result, _usage = LocalEngine().extract(conversation)
+    assert [q["text"] for q in result["quotes"]] == [
+        "代码评审太慢了\uff0c我们每次都要等好几天才能合并。"
+    ]
