@@ -254,16 +254,22 @@ def _whole_weeks(f: Filters) -> Filters:
 
 def _tool_weeks(org_id, f: Filters) -> list[tuple]:
     """Per week of the whole-week range `f` and tool (only `f.tool`, if chosen): (week, tool,
-    developers, suggestions, acceptances, completions, sessions)."""
+    developers, suggestions, acceptances, completions, sessions). An identity known only by an
+    API key (a CI job's, or anyone's) is not counted among the developers: four people and a
+    key are four, too few for a member to see their figures."""
     return _rows(
         f"""
-        SELECT week, tool, count(*), sum(suggestions)::bigint, sum(acceptances)::bigint,
-               sum(completions)::bigint, sum(sessions)::bigint
-        FROM {TOOL_WEEKLY}
-        WHERE organization_id = %(org)s AND week BETWEEN %(whole_first)s AND %(whole_last)s
-              {_tool_clause(f)}
-        GROUP BY week, tool
-        ORDER BY week, tool
+        SELECT r.week, r.tool, count(*) FILTER (WHERE k.id IS NULL),
+               sum(r.suggestions)::bigint, sum(r.acceptances)::bigint,
+               sum(r.completions)::bigint, sum(r.sessions)::bigint
+        FROM {TOOL_WEEKLY} r
+        LEFT JOIN developer_identities k
+          ON k.id = r.developer_identity_id AND k.organization_id = r.organization_id
+             AND k.api_key_name <> '' AND k.github_login = '' AND k.email = ''
+        WHERE r.organization_id = %(org)s AND r.week BETWEEN %(whole_first)s AND %(whole_last)s
+              {_tool_clause(f, "r.")}
+        GROUP BY r.week, r.tool
+        ORDER BY r.week, r.tool
         """,
         _params(org_id, f),
     )

@@ -91,6 +91,19 @@ def test_an_api_key_outside_the_tiers_is_covered(client_for, bob, org_a, tmp_pat
     assert_no_few_left_over(active, shown)
 
 
+def test_an_api_key_does_not_make_four_people_five(client_for, bob, alice, org_a, tmp_path):
+    """Four people and a CI key used Claude Code that week: a member sees no Claude Code
+    figure for it (they would be those four's); an admin sees it all."""
+    claude = [claude_record(email=f"u{i}@x.example", date="2026-04-02T00:00:00Z") for i in range(4)]
+    key = claude_record(date="2026-04-02T00:00:00Z", accepted=29)
+    key["actor"] = {"type": "api_actor", "api_key_name": "ci-bot"}
+    assert ingest(org_a, write(tmp_path, "cc.ndjson", ndjson([*claude, key]))).status == "succeeded"
+    member = client_for(bob).get(url("overview", org_a), WEEK)
+    assert "Fewer than 5 developers used Claude Code" in member.content.decode()
+    admin = client_for(alice).get(url("overview", org_a), WEEK)
+    assert "Fewer than 5 developers" not in admin.content.decode()
+
+
 def test_overlapping_teams_are_not_both_broken_down(client_for, bob, org_a, tmp_path):
     """Nested GitHub teams: big = d0-d5, sub = d0-d4; big less sub would be d5."""
     teams = [(f"d{i}", "big") for i in range(6)] + [(f"d{i}", "sub") for i in range(5)]
