@@ -10,7 +10,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 
@@ -86,9 +85,7 @@ def analysis_page(request, campaign_id):
             theme=next((t for t in analysis.themes if t["id"] == theme_id), None),
             members=members,
             changed=service.changed_since(campaign=campaign, analysis=analysis),
-            by_tier=tiers.breakdown(
-                analysis, tiers.conversation_tiers(campaign, timezone.localdate())
-            ),
+            by_tier=tiers.breakdown(analysis),
         )
     return render(request, "analysis/page.html", context)
 

@@ -21,7 +21,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign
-from conversations.analysis import inputs
+from conversations.analysis import inputs, tiers
 from conversations.analysis.engines import (
     Item,
     LocalEngine,
@@ -359,6 +359,12 @@ def _store(analysis_id, input_hash, snap, result: Result, usage: Usage, engine, 
         if analysis.pending_hash != input_hash:
             return "superseded"  # a newer request is queued; its job writes the result
         now = timezone.now()
+        # Each conversation's usage tiers as they are now, kept with the result: a breakdown
+        # that followed the metrics live would change by one person when one person's usage
+        # moved tier, and the two views, one less the other, would be theirs.
+        tier_map = tiers.conversation_tiers(analysis.campaign, timezone.localdate())
+        for conversation_id, data in result.conversations.items():
+            data["tiers"] = tier_map.get(conversation_id, {})
         analysis.themes = result.themes
         analysis.groupings = result.groupings
         analysis.conversations = result.conversations

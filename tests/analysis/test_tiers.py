@@ -79,3 +79,28 @@ def test_the_breakdown_is_the_same_with_or_without_in_progress_conversations(
     assert every["by_tier"] == completed["by_tier"]
     heavy = every["by_tier"][0]["rows"][0]
     assert (heavy["tier"], heavy["size"]) == ("heavy", 12)
+
+
+def test_the_breakdown_keeps_the_tiers_of_when_it_was_computed(org_a, alice, client_for):
+    """A metrics upload that moves one person out of "heavy" must not change the page: the
+    two views, one less the other, would be that person's sentiment and themes. The tiers
+    move with the next analysis."""
+    from conversations.analysis import service
+
+    campaign, _truth = planted_campaign(org_a, alice)
+    link_with_usage(org_a, dict.fromkeys(range(12), 100))
+    analysed(org_a, campaign)
+    client = client_for(alice)
+    before = client.get(url("page", org_a, campaign)).context["by_tier"]
+    heavy = before[0]["rows"][0]
+    assert (heavy["tier"], heavy["size"]) == ("heavy", 12)
+    with org_context(org_a.id):
+        first = Participant.objects.order_by("email").first()
+        DailyDeveloperMetric.objects.filter(
+            developer_identity_id=first.developer_identity_id
+        ).delete()
+    assert client.get(url("page", org_a, campaign)).context["by_tier"] == before
+    with org_context(org_a.id):
+        service.campaign_analyze(actor=alice, campaign=campaign, force=True, run_now=True)
+    after = client.get(url("page", org_a, campaign)).context["by_tier"]
+    assert after[0]["rows"][0]["size"] == 11
