@@ -108,6 +108,14 @@ def campaign_create(
     return campaign
 
 
+COMPLETED_FROZEN = (
+    "This campaign is completed: its questions and settings stay as they were while it ran. "
+    "Its name and summary can still change."
+)
+# What a completed campaign's form may still change (the rest is shown, disabled).
+COMPLETED_EDITABLE = ("name", "mission_summary")
+
+
 def campaign_update(
     *,
     actor,
@@ -130,6 +138,12 @@ def campaign_update(
             campaign.mission,
             campaign.opening_question,
         )
+        if campaign.status == S.COMPLETED and (
+            text_changed
+            or settings.to_json() != campaign.options.to_json()
+            or closes_at != campaign.closes_at
+        ):
+            raise ValidationError(COMPLETED_FROZEN)
         if text_changed and campaign_has_conversations(campaign):
             raise ValidationError(
                 "The mission and opening question can no longer change: participants have "

@@ -122,6 +122,9 @@ def campaign_edit(request, campaign_id):
     if services.anonymity_locked(campaign):
         form.fields["anonymous"].disabled = True
         form.fields["anonymous"].help_text = services.ANONYMITY_LOCKED
+    if campaign.status == Campaign.Status.COMPLETED:
+        for name, field in form.fields.items():
+            field.disabled = name not in services.COMPLETED_EDITABLE
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -147,6 +150,7 @@ def campaign_edit(request, campaign_id):
             "form": form,
             "campaign": campaign,
             "frozen": selectors.campaign_has_responses(campaign=campaign),
+            "completed": campaign.status == Campaign.Status.COMPLETED,
         },
     )
 

@@ -163,6 +163,41 @@ def test_archived_campaigns_cannot_be_edited(org_a, alice, client_for):
     assert "read-only" in " ".join(response.context["form"].non_field_errors())
 
 
+def test_a_completed_campaign_keeps_its_settings_but_may_be_renamed(org_a, alice, client_for):
+    """Reminders, a close date or the interviewer's settings mean nothing once a campaign has
+    completed, and changing them would misstate how it ran: only the name and summary move."""
+    campaign = creator.campaign(org_a, alice, status="completed")
+    with org_context(org_a.id):
+        before = Campaign.objects.get(pk=campaign.pk).settings
+    client = client_for(alice)
+    page = client.get(creator.url("edit", org_a, campaign.pk))
+    assert "This campaign is completed" in page.content.decode()
+    assert page.context["form"].fields["reminder_days"].disabled
+    assert not page.context["form"].fields["name"].disabled
+    response = client.post(
+        creator.url("edit", org_a, campaign.pk),
+        {**VALID, "name": "Tooling 2026", "mission_summary": "Done.", "closes_on": "2099-01-01"},
+    )
+    assert response["Location"] == creator.url("detail", org_a, campaign.pk)
+    with org_context(org_a.id):
+        campaign.refresh_from_db()
+        assert (campaign.name, campaign.mission_summary) == ("Tooling 2026", "Done.")
+        assert campaign.settings == before  # the disabled fields kept their values
+        assert campaign.closes_at is None
+        # The service says no too, whatever the form.
+        with pytest.raises(ValidationError, match="This campaign is completed"):
+            services.campaign_update(
+                actor=alice,
+                campaign=campaign,
+                name=campaign.name,
+                mission=campaign.mission,
+                opening_question=campaign.opening_question,
+                settings=campaign.options.__class__.validated(
+                    **{**campaign.options.to_json(), "reminder_days": [1]}
+                ),
+            )
+
+
 def test_another_orgs_campaign_is_404(org_a, org_b, alice, charlie, client_for):
     campaign = creator.campaign(org_b, charlie)
     client = client_for(alice)
