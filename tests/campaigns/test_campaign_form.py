@@ -1,5 +1,6 @@
 """Creating and editing campaigns through the pages: settings, validation, frozen mission."""
 
+import re
 from datetime import UTC, date, timedelta
 
 import pytest
@@ -120,6 +121,8 @@ def test_anonymity_cannot_be_switched_off_once_people_were_invited(org_a, alice,
     page = client.get(creator.url("edit", org_a, campaign.pk))
     assert page.context["form"].fields["anonymous"].disabled
     assert "stays anonymous" in page.content.decode()
+    box = re.search(r'<input type="checkbox"[^>]*name="anonymous"[^>]*>', page.content.decode())
+    assert " disabled" in box.group()  # the person sees it cannot be unticked
     # A forged POST without the box keeps it on (a disabled field keeps its value) …
     data = {k: v for k, v in VALID.items() if k != "anonymous"}
     response = client.post(
@@ -174,6 +177,12 @@ def test_a_completed_campaign_keeps_its_settings_but_may_be_renamed(org_a, alice
     assert "This campaign is completed" in page.content.decode()
     assert page.context["form"].fields["reminder_days"].disabled
     assert not page.context["form"].fields["name"].disabled
+    html = page.content.decode()
+    assert 'name="reminder_days"' in html
+    assert html.count(" disabled") >= 9  # shown disabled, not just ignored on save
+    assert re.search(r'<input [^>]*name="name"[^>]*>', html)
+    assert " disabled" not in re.search(r'<input [^>]*name="name"[^>]*>', html).group()
+    assert " disabled" in re.search(r'<input [^>]*name="reminder_days"[^>]*>', html).group()
     response = client.post(
         creator.url("edit", org_a, campaign.pk),
         {**VALID, "name": "Tooling 2026", "mission_summary": "Done.", "closes_on": "2099-01-01"},
