@@ -10,12 +10,15 @@ so the poll after a reply (or a failure, the end …) takes the full path and sh
 Changes that do not go through the services (a campaign paused, conversations closed in
 bulk) show within `TTL`.
 
-A 204 carries nothing, so answering it without re-checking the link leaks nothing. The cache
-is optional: when Redis is away every poll takes the full path.
+The signed value also names the session's link (a digest of it), and the fast answer is given
+only to the session that holds that link: a 204 or not, to a guessed `since`, would otherwise
+tell anyone with the URL how far the conversation has got. The cache is optional: when Redis
+is away every poll takes the full path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
@@ -33,14 +36,22 @@ def _key(conversation_id) -> str:
     return f"chat-state:{conversation_id}"
 
 
-def poll_token(conversation_id) -> str:
-    """The conversation id, signed, for the poll URL."""
-    return signing.Signer(salt=SALT).sign(str(conversation_id))
+def _holder(link_hash: str) -> str:
+    return hashlib.sha256(f"poll:{link_hash}".encode()).hexdigest()[:16]
 
 
-def conversation_from_token(token: str) -> uuid.UUID | None:
+def poll_token(conversation_id, link_hash: str) -> str:
+    """The conversation id and the session's link, signed, for the poll URL."""
+    return signing.Signer(salt=SALT).sign(f"{conversation_id}.{_holder(link_hash)}")
+
+
+def conversation_from_token(token: str, link_hash: str) -> uuid.UUID | None:
+    """The conversation the token names, if this session's link is the one it was made for."""
     try:
-        return uuid.UUID(signing.Signer(salt=SALT).unsign(token))
+        conversation_id, holder = signing.Signer(salt=SALT).unsign(token).split(".")
+        if not link_hash or holder != _holder(link_hash):
+            return None
+        return uuid.UUID(conversation_id)
     except (signing.BadSignature, ValueError):
         return None
 

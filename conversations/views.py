@@ -91,7 +91,7 @@ def _messages(campaign: Campaign, conversation: Conversation | None):
     )
 
 
-def _context(participant, conversation, *, body="", error="", focus=False) -> dict:
+def _context(request, participant, conversation, *, body="", error="", focus=False) -> dict:
     campaign = participant.campaign
     return {
         "participant": participant,
@@ -101,7 +101,11 @@ def _context(participant, conversation, *, body="", error="", focus=False) -> di
         "conversation": conversation,
         "chat": _messages(campaign, conversation),
         "state": _state(conversation),
-        "poll_token": pollstate.poll_token(conversation.pk) if conversation else "",
+        "poll_token": (
+            pollstate.poll_token(conversation.pk, request.session.get(links.SESSION_KEY, ""))
+            if conversation
+            else ""
+        ),
         "awaiting": bool(conversation and conversation.awaiting_reply),
         "completed": bool(conversation and conversation.status == Conversation.Status.COMPLETED),
         # A fresh key per form: the same form sent twice is one message (services.message_post).
@@ -117,7 +121,7 @@ def _chat(request, participant, *, status=200, **kwargs):
     """The chat: the whole page, or for htmx the `#chat` partial the page includes."""
     conversation = _conversation(participant, fresh=True)
     htmx = _htmx(request)
-    context = _context(participant, conversation, focus=htmx, **kwargs)
+    context = _context(request, participant, conversation, focus=htmx, **kwargs)
     template = "participant/partials/chat.html" if htmx else "participant/conversation.html"
     return render(request, template, context, status=status)
 
@@ -144,7 +148,9 @@ def home(request):
                 {"participant": participant, "campaign": campaign, "org": campaign.organization},
             )
         conversation = _conversation(participant)
-        return render(request, "participant/conversation.html", _context(participant, conversation))
+        return render(
+            request, "participant/conversation.html", _context(request, participant, conversation)
+        )
 
 
 @participant_page
@@ -186,7 +192,9 @@ def poll(request):
         return redirect("chat:home")
     since = request.GET.get("since", "")
     # The fast answer (conversations.pollstate): nothing changed since the last full one.
-    polled = pollstate.conversation_from_token(request.GET.get("c", ""))
+    polled = pollstate.conversation_from_token(
+        request.GET.get("c", ""), request.session.get(links.SESSION_KEY, "")
+    )
     if polled is not None and since and pollstate.cached(polled) == since:
         return HttpResponse(status=204)
     with _session_participant(request) as participant:
@@ -198,7 +206,7 @@ def poll(request):
             pollstate.remember(conversation.pk, state)
         if since == state:
             return HttpResponse(status=204)
-        context = _context(participant, conversation, focus=True)
+        context = _context(request, participant, conversation, focus=True)
         context["keep_draft"] = request.GET.get("draft") == "1"
         return render(request, "participant/partials/poll.html", context)
 
