@@ -210,6 +210,32 @@ def test_map_reduce_when_the_input_exceeds_the_budget(org_a, alice, claude, sett
     assert all(f["quotes"] for f in analysis.key_findings)
 
 
+def test_a_transcript_too_long_for_the_model_is_sent_with_its_middle_left_out(
+    org_a, alice, claude, monkeypatch
+):
+    """An imported transcript can be far longer than the model's context: sent whole, the
+    API refuses it and the campaign's analysis fails. Its start and end go, with a note."""
+    from conversations.analysis import claude as claude_engine
+
+    monkeypatch.setattr(claude_engine, "TRANSCRIPT_CHARS", 2000)
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    person = creator.participants_in_bulk(org_a, campaign, 1, start=800)[0]
+    bodies = [creator.QUESTION]
+    for turn in range(40):
+        bodies += [f"Answer {turn}: " + "the build is slow " * 10, f"Follow-up {turn}?"]
+    made = creator.conversation(org_a, campaign, person, bodies)
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=40)
+    claude._script = Responder(claude)
+    analysis = analyse(org_a, campaign)
+    assert analysis.status == "ready", analysis.error
+    long_one = next(str(r.body) for r in claude.message_requests if "Answer 39" in str(r.body))
+    assert "Answer 0:" in long_one  # the start …
+    assert "Answer 20:" not in long_one  # … not the middle …
+    assert "messages left out for length" in long_one  # … said so …
+    assert len(long_one) < 2000 + 3000  # … within the budget (plus the request's own text)
+
+
 def test_no_name_or_address_reaches_claude_in_an_anonymous_campaign(org_a, alice, claude):
     from campaigns.models import Participant
 
