@@ -129,21 +129,27 @@ def _unspaced(word: str) -> bool:
     return any(unicodedata.category(ch) == "Lo" for ch in word)
 
 
-def _alternation(words) -> str:
-    return "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+def _alternation(patterns) -> str:
+    """Longest first, so that a whole name wins over its parts."""
+    return "|".join(sorted(patterns, key=len, reverse=True))
 
 
 def _scrubber(name: str, email: str):
     """A function that masks this participant's name and email and any address in a text.
 
-    Every part of the name counts, short ones too ("Jo Ng"), as whole words; single letters
-    (initials) are left, or every "a" would go. Names in scripts without spaces are masked
-    wherever they appear, the whole name as well as its parts ("我是王伟")."""
+    The whole name is masked ("Jo Ng", short parts included), and each part of three letters
+    or more on its own, as a word; a short part alone is left, or "An Do" would take every
+    "an" and "do" with it. Names in scripts without spaces (or that join particles to them)
+    are masked wherever they appear: the whole name, and its parts of two characters or
+    more ("我是王伟")."""
     parts = [w for w in re.split(r"[\s.,_@-]+", f"{name} {email.split('@')[0]}") if w]
-    bounded = {w for w in parts if not _unspaced(w) and len(w) >= 2}
-    unbounded = {w for w in parts if _unspaced(w)}
+    bounded = {re.escape(w) for w in parts if not _unspaced(w) and len(w) >= 3}
+    unbounded = {re.escape(w) for w in parts if _unspaced(w) and len(w) >= 2}
+    words = name.split()
     if _unspaced(name):
-        unbounded.add("".join(name.split()))
+        unbounded.add(r"\s*".join(map(re.escape, words)))  # with or without its spaces
+    elif len(words) > 1:
+        bounded.add(r"\s+".join(map(re.escape, words)))
     alternatives = []
     if bounded:
         alternatives.append(r"\b(?:" + _alternation(bounded) + r")\b")

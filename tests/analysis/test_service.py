@@ -254,11 +254,19 @@ def test_an_analysis_made_with_names_is_withheld_once_the_campaign_is_anonymous(
 @pytest.mark.parametrize(
     ("name", "email", "text", "masked"),
     [
-        # Short name parts are names too.
-        ("Jo Ng", "jo.ng@corp.example", "I'm Jo Ng; ask jo.", "I'm [name] [name]; ask [name]."),
+        # A short name is masked whole; its short parts alone are ordinary words ("an", "do").
+        ("Jo Ng", "jo.ng@corp.example", "I'm Jo  Ng; ask jo.", "I'm [name]; ask jo."),
+        (
+            "An Do",
+            "an.do@corp.example",
+            "I do think an editor helps.",
+            "I do think an editor helps.",
+        ),
         # No spaces between words: no word boundary to wait for.
         ("王伟", "wang.wei@corp.cn", "我是王伟，我觉得很好。", "我是[name]，我觉得很好。"),  # noqa: RUF001 - the full-width comma is the point
         ("김민수", "minsu@corp.kr", "김민수가 말했다", "[name]가 말했다"),
+        # A one-character part of such a name alone is a common word (이: a particle).
+        ("이 민준", "mj@corp.kr", "이것이 문제입니다. 이 민준", "이것이 문제입니다. [name]"),
         # An initial is not masked everywhere it occurs as a letter; the rest is.
         ("A. Smith", "asmith@x.example", "a cat, Smith, asmith", "a cat, [name], [name]"),
         # Words that merely contain a name part stay whole.
