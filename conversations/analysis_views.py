@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.text import slugify
 
@@ -85,7 +86,7 @@ def analysis_page(request, campaign_id):
             theme=next((t for t in analysis.themes if t["id"] == theme_id), None),
             members=members,
             changed=service.changed_since(campaign=campaign, analysis=analysis),
-            by_tier=tiers.breakdown(analysis),
+            by_tier=tiers.breakdown(analysis, timezone.localdate()),
         )
     return render(request, "analysis/page.html", context)
 

@@ -41,14 +41,18 @@ def conversation_tiers(campaign, today: date) -> dict[str, dict[str, str]]:
     return dict(tiers)
 
 
-def breakdown(analysis: CampaignAnalysis):
+def breakdown(analysis: CampaignAnalysis, today: date):
     """Per tool, per tier: conversations, mean sentiment and the three largest themes — for
     groups of at least MIN_GROUP; smaller groups are named but not broken down. Always over
     every conversation analysed, whatever the page's scope: a tier's figures with and without
     the in-progress conversations, one less the other, would be those few people's. The tiers
-    are those stored with the analysis (`service._store`), not today's."""
+    are those stored with the analysis (`service._store`), not today's — except for an
+    analysis stored before tiers were kept with it, which reads today's until it is redone."""
     chosen = included(analysis, "all")
-    tiers = {cid: data.get("tiers") or {} for cid, data in chosen.items()}
+    if any("tiers" in data for data in chosen.values()):
+        tiers = {cid: data.get("tiers") or {} for cid, data in chosen.items()}
+    else:
+        tiers = conversation_tiers(analysis.campaign, today)
     labels = {t["id"]: t["label"] for t in analysis.themes or []}
     tools = sorted({tool for per in tiers.values() for tool in per})
     result = []

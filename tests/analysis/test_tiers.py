@@ -104,3 +104,21 @@ def test_the_breakdown_keeps_the_tiers_of_when_it_was_computed(org_a, alice, cli
         service.campaign_analyze(actor=alice, campaign=campaign, force=True, run_now=True)
     after = client.get(url("page", org_a, campaign)).context["by_tier"]
     assert after[0]["rows"][0]["size"] == 11
+
+
+def test_an_analysis_stored_before_tiers_were_kept_reads_todays(org_a, alice, client_for):
+    """Analyses made before the tiers were stored with them keep their breakdown (from
+    today's tiers) until they are computed again."""
+    from conversations.models import CampaignAnalysis
+
+    campaign, _truth = planted_campaign(org_a, alice)
+    link_with_usage(org_a, dict.fromkeys(range(12), 100))
+    analysis = analysed(org_a, campaign)
+    older = {
+        cid: {k: v for k, v in data.items() if k != "tiers"}
+        for cid, data in analysis.conversations.items()
+    }
+    with org_context(org_a.id):
+        CampaignAnalysis.objects.filter(pk=analysis.pk).update(conversations=older)
+    by_tier = client_for(alice).get(url("page", org_a, campaign)).context["by_tier"]
+    assert (by_tier[0]["rows"][0]["tier"], by_tier[0]["rows"][0]["size"]) == ("heavy", 12)
