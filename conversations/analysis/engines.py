@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import unicodedata
 from dataclasses import dataclass, field
 
 from conversations.analysis.inputs import ConversationInput
@@ -186,12 +185,15 @@ CENTROID_TERMS = 300
 PHRASE_BOOST = 2.0
 
 
+# Han ideographs, hiragana and katakana: written without spaces between words.
+UNSPACED_CHARS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
 def _words(sentence: str) -> int:
-    """How many words a sentence has: by spaces, or about one per two characters in scripts
-    written without them (Chinese, Japanese)."""
-    spaced = len(sentence.split())
-    unspaced = sum(1 for ch in sentence if unicodedata.category(ch) == "Lo")
-    return max(spaced, unspaced // 2)
+    """How many words a sentence has: by spaces, or about one per two characters of Chinese
+    or Japanese, which are written without them (not Arabic, Hebrew, Hindi or Korean, which
+    have spaces)."""
+    return max(len(sentence.split()), len(UNSPACED_CHARS.findall(sentence)) // 2)
 
 
 def _stopwords() -> frozenset[str]:

@@ -72,7 +72,7 @@ def test_the_same_input_gives_the_same_analysis(org_a, alice):
 def test_words_in_any_alphabet_stay_whole_and_cjk_sentences_are_quotes():
     """Campaigns run in French or German too: "l'équipe était géniale" must not become the
     terms "quipe", "tait", "g", "niale"; CJK sentences end without a space."""
-    from conversations.analysis.engines import SENTENCE, TOKEN, LocalEngine
+    from conversations.analysis.engines import SENTENCE, TOKEN, LocalEngine, _words
     from conversations.analysis.inputs import ConversationInput
 
     assert TOKEN.findall("l'équipe était géniale, größe well-known 42") == [
@@ -82,6 +82,9 @@ def test_words_in_any_alphabet_stay_whole_and_cjk_sentences_are_quotes():
         "größe",
         "well-known",
     ]
+    # Words counted by spaces — by characters only in Chinese and Japanese, which have none.
+    assert _words(" ".join(["كلمة"] * 20)) == 20  # Arabic: 20 words, not 40
+    assert _words("代码评审太慢了我们每次都要等好几天") == 8
     cjk = "你好。很好\uff01是吗\uff1f"  # full stop, full-width ! and ?
     assert SENTENCE.split(cjk) == ["你好。", "很好\uff01", "是吗\uff1f", ""]
     conversation = ConversationInput(
