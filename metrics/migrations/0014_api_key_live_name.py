@@ -4,11 +4,12 @@ import django.db.models.functions.text
 from django.conf import settings
 from django.db import migrations, models
 
-# Live keys that already share a name are told apart ("nightly (2)") before the constraint:
-# the oldest keeps the name. Data migrations run as the owner, whom FORCE RLS binds too.
+# Live keys that already share a name are told apart by their own prefix ("nightly
+# (tap_a1b2c3d4…)", which no other key has) before the constraint: the oldest keeps the name.
+# Data migrations run as the owner, whom FORCE RLS binds too.
 NUMBER_DUPLICATES = """
     ALTER TABLE metric_api_keys NO FORCE ROW LEVEL SECURITY;
-    UPDATE metric_api_keys k SET name = left(k.name, 90) || ' (' || d.n || ')'
+    UPDATE metric_api_keys k SET name = left(k.name, 80) || ' (' || k.prefix || '…)'
     FROM (
         SELECT id, row_number() OVER (
             PARTITION BY organization_id, lower(name) ORDER BY created_at, id
