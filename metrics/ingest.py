@@ -442,6 +442,8 @@ class Ingest:
         self.seats_total = 0
         # (identity, source) whose teams this run has restated (`team_add`).
         self.teams_named: set = set()
+        # The members of each Copilot team the run lists (`_restate_copilot_teams`).
+        self.copilot_teams: dict[str, set] = {}
         self.file = ""
         self._last_progress = 0.0
         # (tool, day) pairs this run filled without merging (see `_fresh`).
@@ -619,9 +621,8 @@ class Ingest:
             self.reject(row.line, pk)
             return
         self.identities.flush()
-        team_add(
-            self.org_id, pk, row.team, DeveloperTeam.Source.COPILOT, replacing=self.teams_named
-        )
+        team_add(self.org_id, pk, row.team, DeveloperTeam.Source.COPILOT)
+        self.copilot_teams.setdefault(row.team.lower(), set()).add(pk)
         self.outcome.rows_ingested += 1
 
     def progress(self, done_bytes: int, total_bytes: int) -> None:
@@ -647,7 +648,24 @@ class Ingest:
             self._fold_repeats()
         if self.saw_seats:
             self._write_seats()
+        if self.copilot_teams:
+            self._restate_copilot_teams()
         return self.outcome
+
+    def _restate_copilot_teams(self) -> None:
+        """A user-teams file lists each of its teams' members as they are: someone it no longer
+        lists in a team has left it. Teams it does not list (another GitHub organisation's, or
+        under GitHub's 5-member floor) are left alone, and so is everything while lines were
+        rejected (a member may be on one of them)."""
+        if self.outcome.rows_rejected:
+            return
+        with connection.cursor() as cursor:
+            for team, members in self.copilot_teams.items():
+                cursor.execute(
+                    "DELETE FROM developer_teams WHERE source = %s AND lower(team) = %s "
+                    "AND NOT (developer_identity_id = ANY(%s::uuid[]))",
+                    [DeveloperTeam.Source.COPILOT, team, [str(m) for m in members]],
+                )
 
     def _store(self, text: str, rows: int, days: set, cursor) -> None:
         """Stage one batch (on the writer thread); fold the staged rows every FOLD_EVERY."""
@@ -887,11 +905,11 @@ class Ingest:
 
 
 def team_add(org_id, identity_id, team: str, source: str, *, replacing: set | None = None) -> None:
-    """Record a team membership. A file states a developer's teams as they are now: the first
-    time a run names the developer, the teams an earlier file of the same kind gave them go
-    (someone who moved team is no longer counted in the old one's cohort); further lines of
-    the run add to the new list. `replacing` is the run's set of developers seen so far
-    (None: only add, as a merge does)."""
+    """Record a team membership. With `replacing` (an identity map: Tap's own statement of a
+    developer's teams), the first time a run names the developer the teams an earlier map gave
+    them go, so someone who moved team is no longer counted in the old one's cohort; further
+    lines add to the new list. `replacing` is the run's set of developers seen so far. Without
+    it (Copilot teams, merges) the membership is only added."""
     with connection.cursor() as cursor:
         if replacing is not None and (identity_id, source) not in replacing:
             replacing.add((identity_id, source))

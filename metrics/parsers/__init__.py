@@ -411,10 +411,16 @@ def _csv(first: str, text, position, skipped: int = 0) -> Parsed:
         fmt, convert = "copilot_seats_csv", copilot.seat_csv_row
     else:
         raise Refused(UNKNOWN_MESSAGE)
-    return Parsed(fmt, _decoding(_csv_rows(header, text, convert, skipped + 1)), position)
+    # A daily row cut short would read its missing counts as 0 (and replace real ones); an
+    # identity map's or a seats list's trailing columns may be left off.
+    complete = fmt == "tap_csv"
+    rows = _csv_rows(header, text, convert, skipped + 1, complete=complete)
+    return Parsed(fmt, _decoding(rows), position)
 
 
-def _csv_rows(header: list[str], text, convert, header_line: int = 1) -> Iterator:
+def _csv_rows(
+    header: list[str], text, convert, header_line: int = 1, *, complete: bool = False
+) -> Iterator:
     reader = csv.reader(text)
     previous = header_line
     while True:
@@ -431,8 +437,9 @@ def _csv_rows(header: list[str], text, convert, header_line: int = 1) -> Iterato
         previous = reader.line_num + header_line
         if not any(v.strip() for v in values):
             continue
-        if len(values) < len(header) or any(v.strip() for v in values[len(header) :]):
-            # A cut line would otherwise read its missing counts as 0, and replace real ones.
+        if (complete and len(values) < len(header)) or any(
+            v.strip() for v in values[len(header) :]
+        ):
             yield Rejected(
                 line,
                 f"{len(values)} values where the header has {len(header)} columns "

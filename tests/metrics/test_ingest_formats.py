@@ -234,6 +234,30 @@ def test_a_later_teams_file_moves_people_between_teams(org_a, tmp_path):
     ]
 
 
+def test_an_identity_map_line_may_leave_off_its_name_and_team(org_a, tmp_path):
+    mapping = "github_login,email,name,team\nmona,mona@x.example\nhubot,hubot@x.example,Hubot\n"
+    run = ingest(org_a, write(tmp_path, "map.csv", mapping))
+    assert run.status == "succeeded", run.message
+    assert run.rows_ingested == 2
+
+
+def test_another_github_orgs_teams_file_leaves_the_first_ones_teams(org_a, tmp_path):
+    """Two GitHub organisations, one teams file each: alice is in a team of each; the second
+    file must not take away the first one's (a team it does not list is not its to change)."""
+
+    def row(org, team):
+        return (
+            f'{{"user_id": 1001, "user_login": "alice", "day": "2026-05-08", '
+            f'"organization_id": "{org}", "team_id": 1, "slug": "{team}"}}\n'
+        )
+
+    assert ingest(org_a, write(tmp_path, "a.ndjson", row("100", "platform"))).status == "succeeded"
+    assert ingest(org_a, write(tmp_path, "b.ndjson", row("200", "research"))).status == "succeeded"
+    with org_context(org_a.id):
+        teams = sorted(DeveloperTeam.objects.values_list("team", flat=True))
+    assert teams == ["platform", "research"]
+
+
 def test_a_later_identity_map_moves_a_developer_to_their_new_team(org_a, tmp_path):
     mapping = "github_login,email,name,team\nmona,mona@x.example,Mona,web\n"
     assert ingest(org_a, write(tmp_path, "map1.csv", mapping)).status == "succeeded"
