@@ -191,7 +191,8 @@ TAP_MEMBER_INVITATION_DAYS = 7
 TAP_LOGIN_RATE = env.str("TAP_LOGIN_RATE", default="10/300")
 TAP_LOGIN_RATE_PER_IP = env.str("TAP_LOGIN_RATE_PER_IP", default="50/300")
 # Sign-up attempts per client: "already registered" answers must not be free to enumerate.
-TAP_SIGNUP_RATE = env.str("TAP_SIGNUP_RATE", default="20/3600")
+# Per client IP, so an office behind one address signing up together needs room.
+TAP_SIGNUP_RATE = env.str("TAP_SIGNUP_RATE", default="100/3600")
 # Unknown participant-link lookups per client, before 429 (guessing tokens).
 TAP_PARTICIPANT_LINK_RATE = env.str("TAP_PARTICIPANT_LINK_RATE", default="30/300")
 # Chat messages one participant may post, before a polite "wait" (a reply comes in between).
