@@ -286,6 +286,14 @@ def analysis_run(
         if raise_errors:
             raise
         return "failed"
+    # Each conversation's usage tiers as they are now, kept with the result: a breakdown that
+    # followed the metrics live would change by one person when one person's usage moved
+    # tier, and the two views, one less the other, would be theirs. Read before `_store`
+    # locks the row: they are the campaign's metrics queries, not the row's business.
+    with org_context(org_id):
+        tier_map = tiers.conversation_tiers(campaign, timezone.localdate())
+    for conversation_id, data in result.conversations.items():
+        data["tiers"] = tier_map.get(conversation_id, {})
     return _store(analysis_id, input_hash, snap, result, usage, engine, inputs_at)
 
 
@@ -359,12 +367,6 @@ def _store(analysis_id, input_hash, snap, result: Result, usage: Usage, engine, 
         if analysis.pending_hash != input_hash:
             return "superseded"  # a newer request is queued; its job writes the result
         now = timezone.now()
-        # Each conversation's usage tiers as they are now, kept with the result: a breakdown
-        # that followed the metrics live would change by one person when one person's usage
-        # moved tier, and the two views, one less the other, would be theirs.
-        tier_map = tiers.conversation_tiers(analysis.campaign, timezone.localdate())
-        for conversation_id, data in result.conversations.items():
-            data["tiers"] = tier_map.get(conversation_id, {})
         analysis.themes = result.themes
         analysis.groupings = result.groupings
         analysis.conversations = result.conversations
