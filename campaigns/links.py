@@ -51,8 +51,14 @@ def start_session(request, resolved: ResolvedLink) -> None:
     request.session[SESSION_KEY] = resolved.token_hash
 
 
+def session_hash(request) -> str:
+    """The hash of the link this browser's session holds ("" for none), unresolved: for what
+    must be tied to the session's link without a database read (conversations.pollstate)."""
+    return request.session.get(SESSION_KEY, "")
+
+
 def from_session(request) -> ResolvedLink | None:
-    token_hash = request.session.get(SESSION_KEY)
+    token_hash = session_hash(request)
     return resolve_hash(token_hash) if token_hash else None
 
 

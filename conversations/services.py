@@ -274,6 +274,11 @@ NOTHING_TO_FINISH = (
 )
 
 
+def nothing_to_finish(conversation: Conversation | None) -> bool:
+    """No answer yet: "I'm done" has nothing to end (and is not offered)."""
+    return conversation is None or conversation.participant_turns == 0
+
+
 def conversation_end_by_participant(*, participant: Participant) -> Conversation:
     """The participant says they are done: the closing message, and the transcript. Someone
     who has not answered has nothing to finish, and does not count as having taken part."""
@@ -286,7 +291,7 @@ def conversation_end_by_participant(*, participant: Participant) -> Conversation
         )
         if conversation is not None and conversation.status == Conversation.Status.COMPLETED:
             return conversation
-        if conversation is None or conversation.participant_turns == 0:
+        if nothing_to_finish(conversation):
             raise ValidationError(NOTHING_TO_FINISH)
         now = timezone.now()
         turn = conversation.participant_turns

@@ -102,7 +102,7 @@ def _context(request, participant, conversation, *, body="", error="", focus=Fal
         "chat": _messages(campaign, conversation),
         "state": _state(conversation),
         "poll_token": (
-            pollstate.poll_token(conversation.pk, request.session.get(links.SESSION_KEY, ""))
+            pollstate.poll_token(conversation.pk, links.session_hash(request))
             if conversation
             else ""
         ),
@@ -193,7 +193,7 @@ def poll(request):
     since = request.GET.get("since", "")
     # The fast answer (conversations.pollstate): nothing changed since the last full one.
     polled = pollstate.conversation_from_token(
-        request.GET.get("c", ""), request.session.get(links.SESSION_KEY, "")
+        request.GET.get("c", ""), links.session_hash(request)
     )
     if polled is not None and since and pollstate.cached(polled) == since:
         return HttpResponse(status=204)
@@ -243,6 +243,6 @@ def end(request):
         conversation = _conversation(participant)
         if conversation is not None and conversation.status == Conversation.Status.COMPLETED:
             return _to_chat(request)
-        if conversation is None or conversation.participant_turns == 0:
+        if services.nothing_to_finish(conversation):
             context["error"] = services.NOTHING_TO_FINISH
         return render(request, "participant/end.html", context)
