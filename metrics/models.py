@@ -70,10 +70,21 @@ class DeveloperIdentity(TenantModel):
         return self.label
 
     @property
+    def key_only(self) -> bool:
+        """Known only by an API key (a CI job's, or anyone's): not counted as a developer in
+        tiers or toward the five a member needs to see a figure. `KEY_ONLY` in queries."""
+        return bool(self.api_key_name) and not (self.github_login or self.email)
+
+    @property
     def label(self) -> str:
-        if self.api_key_name and not (self.github_login or self.email):
+        if self.key_only:
             return f"API key “{self.api_key_name}”"
         return self.display_name or self.github_login or self.email or str(self.pk)
+
+
+# `DeveloperIdentity.key_only`, for the ORM and for SQL (`{t}`: the table's alias).
+KEY_ONLY = models.Q(github_login="", email="") & ~models.Q(api_key_name="")
+KEY_ONLY_SQL = "{t}.api_key_name <> '' AND {t}.github_login = '' AND {t}.email = ''"
 
 
 class MetricApiKey(TenantModel):

@@ -30,6 +30,8 @@ from django.db.models import Q
 from metrics import extras
 from metrics.charts import Chart
 from metrics.models import (
+    KEY_ONLY,
+    KEY_ONLY_SQL,
     TOOL_CLAUDE_CODE,
     TOOL_COPILOT,
     CopilotSeat,
@@ -265,7 +267,7 @@ def _tool_weeks(org_id, f: Filters) -> list[tuple]:
         FROM {TOOL_WEEKLY} r
         LEFT JOIN developer_identities k
           ON k.id = r.developer_identity_id AND k.organization_id = r.organization_id
-             AND k.api_key_name <> '' AND k.github_login = '' AND k.email = ''
+             AND {KEY_ONLY_SQL.format(t="k")}
         WHERE r.organization_id = %(org)s AND r.week BETWEEN %(whole_first)s AND %(whole_last)s
               {_tool_clause(f, "r.")}
         GROUP BY r.week, r.tool
@@ -1124,7 +1126,7 @@ def cohort_members(org_id, f: Filters, *, by: str) -> dict[str, set]:
         )
         positive = sorted(v for v in totals.values() if v > 0)
         p25, p75 = _percentile(positive, 0.25), _percentile(positive, 0.75)
-        everyone = DeveloperIdentity.objects.filter(api_key_name="").values_list("id", flat=True)
+        everyone = DeveloperIdentity.objects.exclude(KEY_ONLY).values_list("id", flat=True)
         for identity_id in everyone:
             value = totals.get(identity_id, 0)
             tier = (
