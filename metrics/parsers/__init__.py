@@ -362,9 +362,9 @@ def _json_document_head(first: str, text, position) -> Parsed:
         else:
             fmt = _json_format(members)
             return Parsed(fmt, _decoding(_records(fmt, 1, members)), position)
-        if fmt == "copilot_seats":
-            head = ("member", "total_seats", 0, members.get("total_seats")), head
-            return Parsed(fmt, _decoding(_document_items(fmt, head, events)), position)
+        # The members gathered come first, as they came (`total_seats` may be among them).
+        heads = (*(("member", k, 0, v) for k, v in members.items()), head)
+        return Parsed(fmt, _decoding(_document_items(fmt, heads, events)), position)
     else:
         raise Refused(UNKNOWN_MESSAGE)
     return Parsed(fmt, _decoding(_document_items(fmt, (head,), events)), position)
