@@ -430,10 +430,7 @@ def participant_resend(*, actor, participant: Participant) -> CampaignEmail:
             # On its way — unless it has sat there longer than a send may take (a worker that
             # died on its last attempt leaves it so): then a new one is the way out.
             stuck = latest.updated_at < timezone.now() - outbox.lease_for("email")
-            if (
-                latest.status in (CampaignEmail.Status.PENDING, CampaignEmail.Status.SENDING)
-                and not stuck
-            ):
+            if latest.status in (E.PENDING, E.SENDING) and not stuck:
                 raise ValidationError(
                     f"An invitation to {participant.email} is on its way already."
                 )
