@@ -68,7 +68,8 @@ def analysis_page(request, campaign_id):
         theme_id = request.GET.get("theme", "")
         members = report.theme_members(analysis, theme_id, scope) if theme_id else []
         quoted = {q["conversation_id"] for f in analysis.key_findings for q in f.get("quotes", [])}
-        names = _names(campaign, quoted | {m["id"] for m in members})
+        left_out = {c["id"] for c in analysis.unanalysed}
+        names = _names(campaign, quoted | {m["id"] for m in members} | left_out)
         for finding in analysis.key_findings:
             for quote in finding.get("quotes", []):
                 quote["who"] = report.label_for(
@@ -87,6 +88,7 @@ def analysis_page(request, campaign_id):
             members=members,
             changed=service.changed_since(campaign=campaign, analysis=analysis),
             by_tier=tiers.breakdown(analysis, timezone.localdate()),
+            left_out=report.left_out(analysis, anonymous=anonymous, names=names),
         )
     return render(request, "analysis/page.html", context)
 
@@ -139,7 +141,7 @@ def _export(request, campaign_id, kind: str):
         messages.error(request, WITHHELD)
         return redirect("campaigns:analysis:page", request.org.slug, campaign.pk)
     anonymous = campaign.options.anonymous
-    names = _names(campaign, analysis.conversations.keys())
+    names = _names(campaign, {*analysis.conversations, *(c["id"] for c in analysis.unanalysed)})
     if kind == "md":
         body = report.markdown(analysis, campaign=campaign, anonymous=anonymous, names=names)
         response = HttpResponse(body, content_type="text/markdown; charset=utf-8")

@@ -149,6 +149,9 @@ class CampaignAnalysis(TenantModel):
     engine_version = models.CharField(max_length=20, blank=True)
     model = models.CharField(max_length=100, blank=True)
     conversation_count = models.PositiveIntegerField(default=0)
+    # [{"id", "number"}] of included conversations the engine could not analyse (its answers
+    # were invalid twice), left out of this result; the next refresh asks about them again.
+    unanalysed = models.JSONField(default=list, blank=True)
     # When the inputs of the current result were read (the stale notice counts changes after).
     inputs_at = models.DateTimeField(null=True, blank=True)
     generated_at = models.DateTimeField(null=True, blank=True)

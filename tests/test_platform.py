@@ -136,3 +136,11 @@ def test_the_app_connection_keeps_a_deployments_pgoptions():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == ["7s", "32MB"]
+
+
+@pytest.mark.django_db(databases=["default", "service", "owner"])
+def test_every_model_change_has_its_migration():
+    from django.core.management import call_command
+
+    # Exits (SystemExit 1) when a model differs from what the migrations build.
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)

@@ -2,8 +2,9 @@
 
 1. Extraction, per conversation: themes, a sentiment score (-1..1) and label, and notable
    quotes with the ids of the messages they come from — a forced tool call with a JSON schema.
-   The answer is validated; an invalid one is asked for once more, then the run fails with
-   AIBadResponse naming the conversation and the reason.
+   The answer is validated; an invalid one is asked for once more. A conversation whose
+   answer is invalid twice is left out of this analysis (its reason logged; the next refresh
+   asks again) rather than failing the campaign's: `extract_many` returns no result for it.
 2. Synthesis, per campaign: the distinct extracted themes (with counts) and a selection of
    quotes go in; merged themes (each listing the extracted labels it merges), findings backed
    by quote references, and an executive summary come out. Conversations are assigned to the
@@ -19,6 +20,7 @@ same for every request of a campaign.
 
 from __future__ import annotations
 
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +36,8 @@ from conversations.analysis.engines import (
 )
 from conversations.analysis.inputs import ConversationInput
 from tap.ai import AIBadResponse, AIUnavailable
+
+logger = logging.getLogger(__name__)
 
 EXTRACT_TOOL = {
     "name": "record_conversation_analysis",
@@ -260,7 +264,9 @@ class ClaudeEngine:
                 return validate(block.input), usage
             except InvalidAnswer as exc:
                 reason = str(exc)
-        raise AIBadResponse(f"The model's {what} was invalid twice: {reason}.")
+        error = AIBadResponse(f"The model's {what} was invalid twice: {reason}.")
+        error.usage = usage  # the two answers were paid for all the same
+        raise error
 
     def _system(self, text: str, mission: str) -> list[dict]:
         body = f"{text}\n<mission>\n{mission.strip()}\n</mission>"
@@ -269,11 +275,25 @@ class ClaudeEngine:
     # -- extraction -------------------------------------------------------------------------
 
     def extract_many(self, conversations: list[ConversationInput], mission: str = ""):
+        """(result, Usage) per conversation, in order; the result is None for a conversation
+        the model answered invalidly twice (one odd transcript must not fail a campaign's
+        analysis). An outage (AIUnavailable) still stops the batch: it is retried whole."""
         workers = max(1, settings.TAP_ANALYSIS_CONCURRENCY)
         if workers == 1 or len(conversations) < 2:
-            return [self.extract(c, mission) for c in conversations]
+            return [self._extract_or_none(c, mission) for c in conversations]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda c: self.extract(c, mission), conversations))
+            return list(pool.map(lambda c: self._extract_or_none(c, mission), conversations))
+
+    def _extract_or_none(self, conversation: ConversationInput, mission: str):
+        try:
+            return self.extract(conversation, mission)
+        except AIBadResponse as exc:
+            logger.warning(
+                "conversation left out of the analysis: %s",
+                exc,
+                extra={"conversation_id": conversation.id},
+            )
+            return None, exc.usage
 
     def extract(self, conversation: ConversationInput, mission: str = ""):
         refs: dict[str, tuple[str, str]] = {}

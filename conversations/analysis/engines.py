@@ -1,6 +1,8 @@
 """Analysis engines: one interface, two implementations.
 
     engine.extract(conversation) -> (result dict, Usage)       one conversation, cached by hash
+    engine.extract_many(conversations, mission) -> [(result dict | None, Usage)]
+        None: the engine could not analyse that conversation (left out, asked again next run)
     engine.synthesise(items, context) -> (Result, Usage)       the campaign, from the extractions
 
 `local` (here) is deterministic, offline text analytics: VADER lexicon sentiment, TF-IDF key

@@ -24,6 +24,14 @@ def label_for(number: int, *, anonymous: bool, names: dict | None = None, conver
     return f"Participant {number}"
 
 
+def left_out(analysis: CampaignAnalysis, *, anonymous: bool, names: dict) -> list[str]:
+    """Who the analysis leaves out because the engine could not analyse their conversation."""
+    return [
+        label_for(c["number"], anonymous=anonymous, names=names, conversation_id=c["id"])
+        for c in analysis.unanalysed
+    ]
+
+
 def included(analysis: CampaignAnalysis, scope: str) -> dict[str, dict]:
     conversations = analysis.conversations or {}
     if scope == "completed":
@@ -154,6 +162,13 @@ def markdown(analysis: CampaignAnalysis, *, campaign, anonymous: bool, names: di
         f"_{analysis.conversation_count} conversations · {engine} · generated "
         f"{analysis.generated_at:%Y-%m-%d %H:%M} UTC_"
     )
+    skipped = left_out(analysis, anonymous=anonymous, names=names)
+    if skipped:
+        out += [
+            "",
+            f"_Left out: {md(', '.join(skipped))} (the model could not analyse "
+            f"{'this conversation' if len(skipped) == 1 else 'these conversations'})._",
+        ]
     summary = md(analysis.executive_summary, inline=False)
     out += ["", "## Executive summary", "", summary, "", "## Key findings", ""]
     for n, finding in enumerate(analysis.key_findings, 1):

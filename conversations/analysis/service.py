@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from operator import itemgetter
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -92,7 +93,8 @@ def campaign_analyze(
     with org_context(campaign.organization_id):
         snap = inputs.snapshot(campaign=campaign, options=options, engine_key=engine.key)
         analysis = _locked_row(campaign)
-        fresh = analysis.has_result and analysis.input_hash == snap.hash
+        # A result that left conversations out is never fresh: a refresh asks about them again.
+        fresh = analysis.has_result and analysis.input_hash == snap.hash and not analysis.unanalysed
         if fresh and not force:
             return analysis
         already = analysis.in_progress and analysis.pending_hash == snap.hash
@@ -215,6 +217,8 @@ def analysis_run(
         }
         previous = CampaignAnalysis.objects.filter(pk=analysis_id).values(*PREVIOUS_FIELDS).first()
     usage = Usage()
+    # Conversations the engine could not analyse ({id: number}): left out of this result.
+    unanalysed: dict[str, int] = {}
     try:
         todo = [c for c in snap.conversations if cached.get(c.id) != c.hash]
         total = len(todo) + SYNTHESIS_STEPS
@@ -232,6 +236,9 @@ def analysis_run(
                 loaded, batch, extracted, strict=True
             ):
                 usage.add(used)
+                if result is None:
+                    unanalysed[conversation.id] = conversation.number
+                    continue
                 results[conversation.id] = result
                 rows.append(
                     ConversationAnalysis(
@@ -254,6 +261,12 @@ def analysis_run(
                 CampaignAnalysis.objects.filter(pk=analysis_id).update(
                     progress_done=start + len(batch), updated_at=timezone.now()
                 )
+        analysed = [c for c in snap.conversations if c.id not in unanalysed]
+        if unanalysed and not analysed:
+            raise AIBadResponse(
+                "The model could not analyse any of the conversations: its answers were "
+                "invalid twice for each. Refresh to try again."
+            )
         context = {
             "campaign": campaign,
             "previous_themes": [t.get("label", "") for t in previous["themes"] or []],
@@ -264,18 +277,20 @@ def analysis_run(
             and previous["generated_at"] is not None
             and previous["options"] == snap.options
             and hasattr(engine, "update")
-            and engine.can_update(previous, total=len(snap.conversations), changed=len(todo))
+            and engine.can_update(
+                previous, total=len(analysed), changed=len(todo) - len(unanalysed)
+            )
         )
         if updatable:
-            light = [Item(c.id, c.number, c.status, results.get(c.id)) for c in snap.conversations]
+            light = [Item(c.id, c.number, c.status, results.get(c.id)) for c in analysed]
             try:
                 result, used = engine.update(light, previous, context)
             except NeedsFullRun:
                 result = None
         if result is None:
             with org_context(org_id):
-                _load_results(results, [c.id for c in snap.conversations], engine.name)
-            items = [Item(c.id, c.number, c.status, results[c.id]) for c in snap.conversations]
+                _load_results(results, [c.id for c in analysed], engine.name)
+            items = [Item(c.id, c.number, c.status, results[c.id]) for c in analysed]
             result, used = engine.synthesise(items, context)
         usage.add(used)
     except AIUnavailable as exc:
@@ -294,7 +309,19 @@ def analysis_run(
         tier_map = tiers.conversation_tiers(campaign, timezone.localdate())
     for conversation_id, data in result.conversations.items():
         data["tiers"] = tier_map.get(conversation_id, {})
-    return _store(analysis_id, input_hash, snap, result, usage, engine, inputs_at)
+    return _store(
+        analysis_id,
+        input_hash,
+        snap,
+        result,
+        usage,
+        engine,
+        inputs_at,
+        analysed=len(analysed),
+        unanalysed=[
+            {"id": i, "number": n} for i, n in sorted(unanalysed.items(), key=itemgetter(1))
+        ],
+    )
 
 
 def _load_results(results: dict, ids: list[str], engine_name: str) -> None:
@@ -361,7 +388,18 @@ def analysis_given_up(*, campaign_id, input_hash: str) -> None:
     )
 
 
-def _store(analysis_id, input_hash, snap, result: Result, usage: Usage, engine, inputs_at) -> str:
+def _store(
+    analysis_id,
+    input_hash,
+    snap,
+    result: Result,
+    usage: Usage,
+    engine,
+    inputs_at,
+    *,
+    analysed: int,
+    unanalysed: list[dict],
+) -> str:
     with org_context(current_org_id()), transaction.atomic():
         analysis = CampaignAnalysis.objects.select_for_update().get(pk=analysis_id)
         if analysis.pending_hash != input_hash:
@@ -379,7 +417,8 @@ def _store(analysis_id, input_hash, snap, result: Result, usage: Usage, engine, 
         analysis.engine_state = result.state
         analysis.engine_version = engine.version
         analysis.model = result.model or engine.model
-        analysis.conversation_count = len(snap.conversations)
+        analysis.conversation_count = analysed
+        analysis.unanalysed = unanalysed
         analysis.inputs_at = inputs_at
         analysis.generated_at = now
         analysis.tokens_in = usage.tokens_in

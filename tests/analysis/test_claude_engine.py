@@ -6,6 +6,8 @@ unchanged conversations."""
 from collections import deque
 
 import pytest
+from django.urls import reverse
+from django.utils import timezone
 
 from conversations.analysis import service
 from conversations.models import CampaignAnalysis, Conversation, Message
@@ -118,8 +120,8 @@ def test_extraction_and_synthesis_store_a_traceable_analysis(org_a, alice, claud
     assert "painfully slow" in requests[0].body["messages"][0]["content"]
 
 
-def test_an_invalid_answer_is_retried_then_fails_clearly_keeping_the_old_result(
-    org_a, alice, claude
+def test_a_conversation_answered_invalidly_twice_is_left_out_and_asked_again_next_time(
+    org_a, alice, claude, client_for
 ):
     campaign, _truth = small_campaign(org_a, alice, claude)
     claude._script = Responder(claude)
@@ -129,15 +131,59 @@ def test_an_invalid_answer_is_retried_then_fails_clearly_keeping_the_old_result(
     made = creator.conversation(org_a, campaign, person, [creator.QUESTION, "Reviews are slow."])
     with org_context(org_a.id):
         Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
-    claude._script = deque()
     claude.requests.clear()
     bad = {"themes": [], "sentiment_score": 3, "sentiment_label": "great", "quotes": []}
-    claude.script(tool_use(EXTRACT, bad), tool_use(EXTRACT, {"themes": "x"}))
+    claude._script = Responder(
+        claude, first=[tool_use(EXTRACT, bad), tool_use(EXTRACT, {"themes": "x"})]
+    )
+    analysis = analyse(org_a, campaign)
+    # One odd transcript does not fail the campaign's analysis: it is left out, and says so.
+    assert analysis.status == "ready", analysis.error
+    assert analysis.unanalysed == [{"id": str(made.pk), "number": 4}]
+    assert analysis.conversation_count == 3
+    assert str(made.pk) not in analysis.conversations
+    assert analysis.generated_at > old.generated_at
+    tools = [r.body["tool_choice"]["name"] for r in claude.message_requests]
+    assert tools == [EXTRACT, EXTRACT, SYNTH]  # the new conversation, asked twice
+    assert analysis.tokens_in >= 2 * 25  # the two unusable answers were paid for too
+    page = client_for(alice).get(reverse("campaigns:analysis:page", args=[org_a.slug, campaign.pk]))
+    notice = page.content.decode().split('id="left-out"')[1].split("</div>")[0]
+    assert "1 conversation left out" in notice
+    assert person.email in notice  # the campaign shows names
+    assert "Refresh asks about it again" in notice
+    report = client_for(alice).get(
+        reverse("campaigns:analysis:export_markdown", args=[org_a.slug, campaign.pk])
+    )
+    assert "_Left out:" in report.content.decode()
+    # Nothing changed, yet the result is not up to date: a refresh asks about it again.
+    claude.requests.clear()
+    claude._script = Responder(claude)
+    again = analyse(org_a, campaign)
+    assert again.status == "ready", again.error
+    assert again.unanalysed == []
+    assert again.conversation_count == 4
+    assert str(made.pk) in again.conversations
+    assert [r.body["tool_choice"]["name"] for r in claude.message_requests] == [EXTRACT, SYNTH]
+
+
+def test_when_no_conversation_can_be_analysed_the_run_fails_keeping_the_old_result(
+    org_a, alice, claude
+):
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    claude._script = Responder(claude)
+    old = analyse(org_a, campaign)
+    assert old.status == "ready", old.error
+    with org_context(org_a.id):
+        Message.objects.filter(conversation__campaign=campaign, sender="participant").update(
+            body="Changed answer.", updated_at=timezone.now()
+        )
+    claude._script = deque()
+    claude.requests.clear()
+    claude.script(*[tool_use(EXTRACT, {"themes": "x"})] * 6)
     analysis = analyse(org_a, campaign)
     assert analysis.status == "failed"
-    assert "analysis of conversation 4 was invalid twice" in analysis.error
-    assert "themes" in analysis.error
-    assert len(claude.message_requests) == 2  # only the new conversation, asked twice
+    assert "could not analyse any of the conversations" in analysis.error
+    assert len(claude.message_requests) == 6  # three conversations, asked twice each
     assert analysis.themes == old.themes
     assert analysis.generated_at == old.generated_at
 

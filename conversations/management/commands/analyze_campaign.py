@@ -27,6 +27,7 @@ FIELDS = (
     "input_hash",
     "options",
     "conversation_count",
+    "unanalysed",
     "generated_at",
     "tokens_in",
     "tokens_out",
@@ -88,6 +89,11 @@ class Command(BaseCommand):
         out = [
             f"Analysis of {campaign.name}: {analysis.conversation_count} conversations, "
             f"{engine}, generated {analysis.generated_at:%Y-%m-%d %H:%M} UTC",
+        ]
+        if analysis.unanalysed:
+            numbers = ", ".join(str(c["number"]) for c in analysis.unanalysed)
+            out.append(f"Left out (the model could not analyse them): participants {numbers}")
+        out += [
             "",
             "Executive summary",
             analysis.executive_summary,
