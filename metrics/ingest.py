@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import date
 from functools import partial
 
 import orjson
@@ -442,8 +443,8 @@ class Ingest:
         self.seats_total = 0
         # (identity, source) whose teams this run has restated (`team_add`).
         self.teams_named: set = set()
-        # The members of each Copilot team the run lists (`_restate_copilot_teams`).
-        self.copilot_teams: dict[str, set] = {}
+        # Each Copilot team the run lists, by lower-cased name (`_write_copilot_teams`).
+        self.copilot_teams: dict[str, CopilotTeam] = {}
         self.file = ""
         self._last_progress = 0.0
         # (tool, day) pairs this run filled without merging (see `_fresh`).
@@ -620,10 +621,14 @@ class Ingest:
         if isinstance(pk, str):
             self.reject(row.line, pk)
             return
-        self.identities.flush()
-        team_add(self.org_id, pk, row.team, DeveloperTeam.Source.COPILOT)
-        self.copilot_teams.setdefault(row.team.lower(), set()).add(pk)
         self.outcome.rows_ingested += 1
+        team = self.copilot_teams.get(row.team.lower())
+        if team is None or (row.day and (team.day is None or row.day > team.day)):
+            # A report of several days: the team's members on its latest day.
+            team = self.copilot_teams[row.team.lower()] = CopilotTeam(row.day)
+        elif row.day and team.day and row.day < team.day:
+            return
+        team.members[pk] = row.team
 
     def progress(self, done_bytes: int, total_bytes: int) -> None:
         now = time.monotonic()
@@ -649,23 +654,53 @@ class Ingest:
         if self.saw_seats:
             self._write_seats()
         if self.copilot_teams:
-            self._restate_copilot_teams()
+            self._write_copilot_teams()
         return self.outcome
 
-    def _restate_copilot_teams(self) -> None:
-        """A user-teams file lists each of its teams' members as they are: someone it no longer
-        lists in a team has left it. Teams it does not list (another GitHub organisation's, or
-        under GitHub's 5-member floor) are left alone, and so is everything while lines were
-        rejected (a member may be on one of them)."""
-        if self.outcome.rows_rejected:
-            return
+    def _write_copilot_teams(self) -> None:
+        """A user-teams file lists each of its teams' members as they are on its day: someone
+        it no longer lists in a team has left it. Teams it does not list (another GitHub
+        organisation's, or under GitHub's 5-member floor) are left alone; nobody is removed
+        while lines were rejected (a member may be on one of them); and a team Tap knows from
+        a later report than this one is left as it is (a file uploaded late must not undo a
+        move)."""
+        self.identities.flush()
+        copilot = DeveloperTeam.Source.COPILOT
+        older = []
         with connection.cursor() as cursor:
-            for team, members in self.copilot_teams.items():
+            for key, team in self.copilot_teams.items():
                 cursor.execute(
-                    "DELETE FROM developer_teams WHERE source = %s AND lower(team) = %s "
-                    "AND NOT (developer_identity_id = ANY(%s::uuid[]))",
-                    [DeveloperTeam.Source.COPILOT, team, [str(m) for m in members]],
+                    "SELECT max(as_of) FROM developer_teams WHERE source = %s AND lower(team) = %s",
+                    [copilot, key],
                 )
+                latest = cursor.fetchone()[0]
+                if team.day and latest and team.day < latest:
+                    older.append((next(iter(team.members.values())), latest))
+                    continue
+                members = [str(m) for m in team.members]
+                cursor.execute(
+                    "INSERT INTO developer_teams AS t (id, organization_id, "
+                    "developer_identity_id, team, source, as_of, created_at, updated_at) "
+                    "SELECT gen_random_uuid(), %s, m.id, m.team, %s, %s, now(), now() "
+                    "FROM unnest(%s::uuid[], %s::text[]) AS m (id, team) "
+                    "ON CONFLICT (organization_id, developer_identity_id, lower(team)) "
+                    "DO UPDATE SET as_of = EXCLUDED.as_of, updated_at = now() "
+                    "WHERE t.source = EXCLUDED.source",
+                    [str(self.org_id), copilot, team.day, members, list(team.members.values())],
+                )
+                if not self.outcome.rows_rejected:
+                    cursor.execute(
+                        "DELETE FROM developer_teams WHERE source = %s AND lower(team) = %s "
+                        "AND NOT (developer_identity_id = ANY(%s::uuid[]))",
+                        [copilot, key, members],
+                    )
+        if older:
+            names = ", ".join(name for name, _latest in older[:10])
+            more = f" and {len(older) - 10} more" if len(older) > 10 else ""
+            self.outcome.notes.append(
+                f"Teams left as they were: {names}{more}. Tap has their members from a later "
+                f"user-teams report (the latest of {older[0][1]:%d %b %Y}) than this one."
+            )
 
     def _store(self, text: str, rows: int, days: set, cursor) -> None:
         """Stage one batch (on the writer thread); fold the staged rows every FOLD_EVERY."""
@@ -904,12 +939,23 @@ class Ingest:
         self.outcome.notes.append(f"Seat roster: {len(self.seats)} licensed developers{removal}.")
 
 
-def team_add(org_id, identity_id, team: str, source: str, *, replacing: set | None = None) -> None:
+@dataclass
+class CopilotTeam:
+    """One team of a Copilot user-teams report: its day and its members ({identity: the
+    team's name as given})."""
+
+    day: date | None = None
+    members: dict = field(default_factory=dict)
+
+
+def team_add(
+    org_id, identity_id, team: str, source: str, *, replacing: set | None = None, as_of=None
+) -> None:
     """Record a team membership. With `replacing` (an identity map: Tap's own statement of a
     developer's teams), the first time a run names the developer the teams an earlier map gave
     them go, so someone who moved team is no longer counted in the old one's cohort; further
     lines add to the new list. `replacing` is the run's set of developers seen so far. Without
-    it (Copilot teams, merges) the membership is only added."""
+    it (merges) the membership is only added."""
     with connection.cursor() as cursor:
         if replacing is not None and (identity_id, source) not in replacing:
             replacing.add((identity_id, source))
@@ -919,7 +965,7 @@ def team_add(org_id, identity_id, team: str, source: str, *, replacing: set | No
             )
         cursor.execute(
             "INSERT INTO developer_teams (id, organization_id, developer_identity_id, team, "
-            "source, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, now(), now()) "
-            "ON CONFLICT DO NOTHING",
-            [str(uuid.uuid4()), str(org_id), str(identity_id), team, source],
+            "source, as_of, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, now(), "
+            "now()) ON CONFLICT DO NOTHING",
+            [str(uuid.uuid4()), str(org_id), str(identity_id), team, source, as_of],
         )

@@ -461,6 +461,9 @@ class DeveloperTeam(TenantModel):
     )
     team = models.CharField(max_length=200)
     source = models.CharField(max_length=20, choices=Source.choices)
+    # Copilot: the day of the user-teams report that listed the membership. A report older
+    # than the team's latest changes nothing (uploaded late, it would undo later moves).
+    as_of = models.DateField(null=True, blank=True)
 
     class Meta(TenantModel.Meta):
         db_table = "developer_teams"

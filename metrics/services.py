@@ -472,10 +472,10 @@ def _merge(*, keep_id, other_id, identities: Identities | None = None) -> str:
         CopilotSeat.objects.filter(developer_identity=other).delete()
     else:
         CopilotSeat.objects.filter(developer_identity=other).update(developer_identity=keep)
-    for team, source in DeveloperTeam.objects.filter(developer_identity=other).values_list(
-        "team", "source"
+    for team, source, as_of in DeveloperTeam.objects.filter(developer_identity=other).values_list(
+        "team", "source", "as_of"
     ):
-        team_add(keep.organization_id, keep.pk, team, source)
+        team_add(keep.organization_id, keep.pk, team, source, as_of=as_of)
     aliases = (
         list(keep.aliases)
         + [v for v in (other.github_login, other.email, other.api_key_name) if v]

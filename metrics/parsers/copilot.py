@@ -220,7 +220,15 @@ def team_row(line: int, record: dict) -> TeamRow:
     if not team:
         raise Invalid("no team: the record has neither slug nor team_id")
     team = identifier(team.strip(), "team", 200)
-    return TeamRow(line=line, login=login, github_id=user_id, team=team, source="copilot")
+    day = record.get("day")
+    return TeamRow(
+        line=line,
+        login=login,
+        github_id=user_id,
+        team=team,
+        source="copilot",
+        day=parse_usage_day(day, "day") if day not in (None, "") else None,
+    )
 
 
 def seat_row(line: int, seat: dict) -> SeatRow:

@@ -51,6 +51,8 @@ class TeamRow:
     name: str = ""
     team: str = ""
     source: str = "identity_map"
+    # The day a Copilot user-teams report lists the membership for (None: not given).
+    day: date | None = None
 
 
 @dataclass(slots=True)

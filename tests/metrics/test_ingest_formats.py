@@ -234,6 +234,52 @@ def test_a_later_teams_file_moves_people_between_teams(org_a, tmp_path):
     ]
 
 
+def test_a_teams_file_older_than_what_tap_has_changes_nothing_and_says_so(org_a, tmp_path):
+    """Team files uploaded out of order: the older one must not undo a later move (bob joined
+    backend on the 8th; the 7th's file still lists carol, who left). A report of several
+    days takes each team's members on its latest day."""
+
+    def teams_file(name, *rows):
+        lines = [
+            f'{{"user_id": {uid}, "user_login": "{login}", "day": "{day}", '
+            f'"organization_id": "999", "team_id": 1, "slug": "{team}"}}'
+            for day, uid, login, team in rows
+        ]
+        return write(tmp_path, name, "\n".join(lines) + "\n")
+
+    def teams():
+        with org_context(org_a.id):
+            return sorted(
+                DeveloperTeam.objects.values_list("developer_identity__github_login", "team")
+            )
+
+    newer = teams_file(
+        "8th.ndjson",
+        ("2026-05-08", 1001, "alice", "backend"),
+        ("2026-05-08", 1002, "bob", "backend"),
+    )
+    assert ingest(org_a, newer).status == "succeeded"
+    older = teams_file(
+        "7th.ndjson",
+        ("2026-05-07", 1001, "alice", "backend"),
+        ("2026-05-07", 1003, "carol", "backend"),
+        ("2026-05-07", 1003, "carol", "data"),
+    )
+    run = ingest(org_a, older)
+    assert run.status == "succeeded", run.message
+    assert "Teams left as they were: backend." in run.message
+    assert "08 May 2026" in run.message
+    # A team the later file does not name is the older file's to state.
+    assert teams() == [("alice", "backend"), ("bob", "backend"), ("carol", "data")]
+    days = teams_file(
+        "9th-and-8th.ndjson",
+        ("2026-05-09", 1001, "alice", "backend"),
+        ("2026-05-08", 1002, "bob", "backend"),
+    )
+    assert ingest(org_a, days).status == "succeeded"
+    assert teams() == [("alice", "backend"), ("carol", "data")]
+
+
 def test_an_identity_map_line_may_leave_off_its_name_and_team(org_a, tmp_path):
     mapping = "github_login,email,name,team\nmona,mona@x.example\nhubot,hubot@x.example,Hubot\n"
     run = ingest(org_a, write(tmp_path, "map.csv", mapping))
