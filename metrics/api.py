@@ -93,7 +93,7 @@ def upload(request, slug):
             stored.append(services.file_store(org_id=org.id, name=name, chunks=_stream(request)))
         if not stored:
             return _error(400, "No file: send multipart field `files`, or the file as the body.")
-        run = services.run_create(
+        run, created = services.run_queue(
             actor=None,
             org=org,
             files=stored,
@@ -108,8 +108,15 @@ def upload(request, slug):
     status_url = request.build_absolute_uri(
         reverse("metrics_api:run", kwargs={"slug": slug, "run_id": run.pk})
     )
+    # `created` false: the same file was already queued, and this is its run.
     return JsonResponse(
-        {"run_id": str(run.pk), "status": run.status, "status_url": status_url}, status=202
+        {
+            "run_id": str(run.pk),
+            "status": run.status,
+            "status_url": status_url,
+            "created": created,
+        },
+        status=202,
     )
 
 

@@ -183,6 +183,14 @@ class MetricIngestionRun(TenantModel):
                 condition=models.Q(source__in=["upload", "command", "api"]),
                 name="runs_source_valid",
             ),
+            # One queued upload of a file at a time (`services.run_queue`): a second click is
+            # the first run. The command processes its runs as it makes them.
+            models.UniqueConstraint(
+                fields=["organization", "sha256", "skip_invalid"],
+                condition=models.Q(status__in=["pending", "processing"])
+                & ~models.Q(source="command"),
+                name="runs_one_queued_per_file",
+            ),
         ]
 
     def __str__(self) -> str:

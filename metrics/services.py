@@ -145,11 +145,7 @@ def run_create(
                 "Upload each part once."
             )
         names[stored.sha256] = stored.name
-    if len(files) == 1:
-        sha, display = files[0].sha256, files[0].name
-    else:
-        sha = hashlib.sha256("".join(sorted(f.sha256 for f in files)).encode()).hexdigest()
-        display = f"{files[0].name} + {len(files) - 1} more"
+    sha, display = _fingerprint(files)
     run = Run(
         organization_id=org.id,
         uploaded_by=actor if actor is not None and actor.is_authenticated else None,
@@ -172,6 +168,55 @@ def run_create(
     if enqueue:
         outbox.enqueue(INGEST_TASK, queue="ingest", org_id=org.id, run_id=str(run.pk))
     return run
+
+
+def run_queue(
+    *,
+    actor,
+    org,
+    files: list[StoredFile],
+    source: str,
+    skip_invalid: bool = False,
+    api_key: MetricApiKey | None = None,
+) -> tuple[MetricIngestionRun, bool]:
+    """Queue a run for uploaded files (the page, the API): (run, True). When the same files
+    with the same options are already waiting or being processed — a second click on Upload,
+    a nightly job that pushed twice — that run is the answer instead, and the new copies are
+    deleted: (run, False). The database holds one such run per file (`runs_one_queued_per_file`),
+    so two requests at once get one run too."""
+    try:
+        with transaction.atomic():
+            run = run_create(
+                actor=actor,
+                org=org,
+                files=files,
+                source=source,
+                skip_invalid=skip_invalid,
+                api_key=api_key,
+            )
+        return run, True
+    except IntegrityError:
+        queued = (
+            Run.objects.filter(
+                sha256=_fingerprint(files)[0],
+                skip_invalid=skip_invalid,
+                status__in=[Run.Status.PENDING, Run.Status.PROCESSING],
+            )
+            .exclude(source=Run.Source.COMMAND)
+            .first()
+        )
+        if queued is None:
+            raise
+        files_discard([f.as_json() for f in files])
+        return queued, False
+
+
+def _fingerprint(files: list[StoredFile]) -> tuple[str, str]:
+    """A run's sha256 (of its one file, or of its files' own, in any order) and its name."""
+    if len(files) == 1:
+        return files[0].sha256, files[0].name
+    sha = hashlib.sha256("".join(sorted(f.sha256 for f in files)).encode()).hexdigest()
+    return sha, f"{files[0].name} + {len(files) - 1} more"
 
 
 class _Abort(Exception):

@@ -305,7 +305,7 @@ def upload(request):
                         org_id=request.org.id, name=upload_file.name, chunks=upload_file.chunks()
                     )
                 )
-            run = services.run_create(
+            run, created = services.run_queue(
                 actor=request.user,
                 org=request.org,
                 files=stored,
@@ -318,6 +318,10 @@ def upload(request):
             services.files_discard([s.as_json() for s in stored])
             form.add_error("files", exc)
         else:
+            if not created:
+                messages.info(
+                    request, "This upload is already being processed: here is its progress."
+                )
             return redirect("metrics:run", request.org.slug, run.pk)
     return _page(
         request,

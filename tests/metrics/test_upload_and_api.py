@@ -216,3 +216,42 @@ def test_uploads_are_rate_limited_per_person(client_for, dave, org_a, settings):
     refused = client.post(url, {})
     assert refused.status_code == 429
     assert int(refused["Retry-After"]) > 0
+
+
+def test_an_upload_sent_twice_while_queued_is_one_run(client_for, dave, org_a, settings):
+    """A second click on Upload (or a job that pushes twice) before the first run is done
+    lands on the first run; its copy of the file is deleted. Once the run has finished, the
+    same file may be uploaded again (and says that nothing changed)."""
+    client = client_for(dave)
+    data = ndjson([copilot_record()]).encode()
+    url = reverse("metrics:upload", args=[org_a.slug])
+    first = client.post(url, {"files": [SimpleUploadedFile("a.ndjson", data)]})
+    second = client.post(url, {"files": [SimpleUploadedFile("a.ndjson", data)]}, follow=True)
+    with org_context(org_a.id):
+        run = MetricIngestionRun.objects.get()
+    assert first["Location"] == second.redirect_chain[0][0]
+    assert b"already being processed" in second.content
+    assert len(list((settings.TAP_METRICS_UPLOAD_DIR / str(org_a.id)).iterdir())) == 1
+    assert OutboxJob.objects.using("service").count() == 1
+    # With "skip bad lines" it is another run.
+    other = client.post(
+        url, {"files": [SimpleUploadedFile("a.ndjson", data)], "skip_invalid": "on"}
+    )
+    assert other["Location"] != first["Location"]
+    outbox.run_due_inline()
+    again = client.post(url, {"files": [SimpleUploadedFile("a.ndjson", data)]})
+    assert again["Location"] not in (first["Location"], other["Location"])
+    with org_context(org_a.id):
+        assert MetricIngestionRun.objects.count() == 3
+        assert run.pk in {r.pk for r in MetricIngestionRun.objects.filter(status="succeeded")}
+
+
+def test_an_api_push_repeated_while_queued_answers_with_the_same_run(client, alice, org_a):
+    _key, secret = make_key(org_a, alice)
+    body = ndjson([copilot_record()]).encode()
+    first = api_post(client, org_a.slug, secret, body).json()
+    second = api_post(client, org_a.slug, secret, body).json()
+    assert (first["created"], second["created"]) == (True, False)
+    assert first["run_id"] == second["run_id"]
+    with org_context(org_a.id):
+        assert MetricIngestionRun.objects.count() == 1
