@@ -96,6 +96,12 @@ def campaign_analyze(
         # A result that left conversations out is never fresh: a refresh asks about them again.
         fresh = analysis.has_result and analysis.input_hash == snap.hash and not analysis.unanalysed
         if fresh and not force:
+            # Nothing the analysis reads has changed since (the hash says so), though rows
+            # were touched (a reply that failed, say): the "changed since" notice counts
+            # from now, or Refresh could never clear it.
+            if snap.taken_at and (analysis.inputs_at is None or snap.taken_at > analysis.inputs_at):
+                analysis.inputs_at = snap.taken_at
+                analysis.save(update_fields=["inputs_at", "updated_at"])
             return analysis
         already = analysis.in_progress and analysis.pending_hash == snap.hash
         if not (already and not force):
@@ -272,8 +278,13 @@ def analysis_run(
             "previous_themes": [t.get("label", "") for t in previous["themes"] or []],
         }
         result = None
+        # A conversation the previous result holds and this one does not (erased, expired,
+        # left out) rules an update out: its words may be in the themes' labels, keywords
+        # and the engine's state, and only a full run takes them out.
+        gone = set(previous["conversations"] or {}) - {c.id for c in analysed}
         updatable = (
             not full
+            and not gone
             and previous["generated_at"] is not None
             and previous["options"] == snap.options
             and hasattr(engine, "update")

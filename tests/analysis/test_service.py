@@ -77,6 +77,22 @@ def test_a_fresh_analysis_is_returned_without_running(org_a, alice):
     assert stored(org_a, campaign).generated_at == first.generated_at
 
 
+def test_a_touched_but_unchanged_conversation_stops_counting_as_changed_after_refresh(org_a, alice):
+    """A reply that failed touches the conversation without changing what the analysis reads:
+    Refresh finds the analysis up to date, and the page's notice goes."""
+    campaign, _truth = planted_campaign(org_a, alice, per_theme=1)
+    analyse(org_a, campaign)
+    with org_context(org_a.id):
+        touched = Conversation.objects.filter(campaign=campaign).first()
+        Conversation.objects.filter(pk=touched.pk).update(updated_at=timezone.now())
+        assert service.changed_since(campaign=campaign, analysis=stored(org_a, campaign)) == 1
+    again = analyse(org_a, campaign)
+    assert again.status == "ready"
+    assert OutboxJob.objects.using("service").filter(task=service.TASK).count() == 1
+    with org_context(org_a.id):
+        assert service.changed_since(campaign=campaign, analysis=stored(org_a, campaign)) == 0
+
+
 def test_one_new_conversation_re_extracts_only_itself(org_a, alice):
     campaign, _truth = planted_campaign(org_a, alice)
     analyse(org_a, campaign)
@@ -357,6 +373,39 @@ def test_a_small_change_is_placed_into_the_existing_themes(org_a, alice):
     assert after.conversations[str(new.pk)]["label"] == "positive"
     assert after.conversation_count == 25
     assert "25 conversations analysed" in after.executive_summary
+
+
+def test_after_an_erasure_the_refresh_keeps_nothing_of_the_erased_words(org_a, alice):
+    """An erased participant's words may be a theme's label and keywords and the engine's
+    state: the refresh clusters again rather than updating in place; with nobody left it
+    shows no result of theirs either (it used to fail on an empty campaign)."""
+    from campaigns import privacy
+
+    campaign, _truth = planted_campaign(org_a, alice, per_theme=2)
+    person = creator.participants_in_bulk(org_a, campaign, 1, start=900)[0]
+    made = creator.conversation(
+        org_a, campaign, person, [creator.QUESTION, "Zanzibarian zucchini quarrels. " * 3]
+    )
+    with org_context(org_a.id):
+        Conversation.objects.filter(pk=made.pk).update(status="completed", participant_turns=1)
+    analyse(org_a, campaign)
+    assert "zanzibarian" in json.dumps(stored(org_a, campaign).engine_state).lower()
+    privacy.participant_erase(actor=alice, participant=person)
+    analyse(org_a, campaign)
+    after = stored(org_a, campaign)
+    assert after.status == "ready", after.error
+    text = json.dumps(
+        [after.engine_state, after.themes, after.key_findings, after.executive_summary]
+    )
+    assert "zanzibarian" not in text.lower()
+    with org_context(org_a.id):
+        everyone = list(Participant.objects.filter(campaign=campaign))
+    for participant in everyone:
+        privacy.participant_erase(actor=alice, participant=participant)
+    analyse(org_a, campaign)
+    empty = stored(org_a, campaign)
+    assert empty.status == "ready", empty.error
+    assert (empty.conversation_count, empty.themes, empty.key_findings) == (0, [], [])
 
 
 def test_many_changes_cluster_everything_again(org_a, alice):
