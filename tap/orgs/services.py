@@ -15,7 +15,7 @@ from django.contrib.auth import password_validation
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
@@ -224,14 +224,43 @@ def invitation_ids_from_token(token: str) -> tuple[uuid.UUID, uuid.UUID] | None:
         return None
 
 
-def member_invite(*, actor: User, org: Organization, email: str, role: str) -> Invitation:
+# An invitation sent this recently, to the same address with the same role, is the answer to
+# inviting again: a double click must not revoke the link the first email carries.
+INVITE_AGAIN_AFTER = timedelta(minutes=1)
+
+
+def member_invite(
+    *, actor: User, org: Organization, email: str, role: str
+) -> tuple[Invitation, bool]:
+    """(invitation, True) with its email queued; (the open one, False) when the same
+    invitation went out less than INVITE_AGAIN_AFTER ago."""
     email = User.objects.normalize_email(email.strip()).lower()
     validate_email(email)
     if role not in Role.values:
         raise ValidationError({"role": "Unknown role."})
     with transaction.atomic():
+        # Invitations of one address take turns: two requests at once see each other.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"tap.invite:{org.id}:{email}"],
+            )
         if OrganizationMember.objects.filter(organization=org, user__email__iexact=email).exists():
             raise ValidationError({"email": f"{email} is already a member."})
+        recent = (
+            Invitation.objects.filter(
+                organization=org,
+                email__iexact=email,
+                role=role,
+                accepted_at=None,
+                revoked_at=None,
+                created_at__gt=timezone.now() - INVITE_AGAIN_AFTER,
+            )
+            .exclude(email_status=Invitation.EmailStatus.FAILED)
+            .first()
+        )
+        if recent is not None:
+            return recent, False
         # Inviting again replaces an open invitation (and sends a fresh email).
         Invitation.objects.filter(
             organization=org, email__iexact=email, accepted_at=None, revoked_at=None
@@ -257,7 +286,7 @@ def member_invite(*, actor: User, org: Organization, email: str, role: str) -> I
             org_id=org.id,
             invitation_id=str(invitation.pk),
         )
-    return invitation
+    return invitation, True
 
 
 def invitation_revoke(*, actor: User, org: Organization, invitation: Invitation) -> None:

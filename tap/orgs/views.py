@@ -235,7 +235,7 @@ def member_invite(request):
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
-            invitation = services.member_invite(
+            invitation, sent = services.member_invite(
                 actor=request.user,
                 org=request.org,
                 email=form.cleaned_data["email"],
@@ -244,7 +244,14 @@ def member_invite(request):
         except ValidationError as exc:
             apply_errors(form, exc)
         else:
-            messages.success(request, f"Invitation sent to {invitation.email}.")
+            if sent:
+                messages.success(request, f"Invitation sent to {invitation.email}.")
+            else:
+                messages.info(
+                    request,
+                    f"An invitation went to {invitation.email} a moment ago; it was not sent "
+                    "again. Invite them again in a minute for a fresh one.",
+                )
             return redirect("orgs:members", org_slug=request.org.slug)
     for error in form.errors.values():
         messages.error(request, " ".join(error))

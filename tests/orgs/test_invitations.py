@@ -275,3 +275,32 @@ def test_the_email_is_sent_once_even_if_the_job_runs_twice(client, alice, org_a)
     with org_scope(org_a.id):
         send_member_invitation.outbox_body(invitation_id=str(invitation.pk))
     assert len(mail.outbox) == 1
+
+
+def test_a_double_click_on_invite_sends_one_email_and_keeps_its_link_working(client, alice, org_a):
+    client.force_login(alice)
+    link = invite(client, org_a, email="erin@example.com")
+    response = client.post(
+        f"/o/{org_a.slug}/members/invite/",
+        {"email": "Erin@Example.com", "role": "member"},
+        follow=True,
+    )
+    assert "went to erin@example.com a moment ago" in response.content.decode()
+    outbox.run_due_inline()
+    assert len(mail.outbox) == 1
+    with org_context(org_a.id):
+        assert Invitation.objects.get().revoked_at is None
+    # Another role is another invitation; so is inviting again after a minute.
+    client.post(f"/o/{org_a.slug}/members/invite/", {"email": "erin@example.com", "role": "admin"})
+    outbox.run_due_inline()
+    with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        client.post(
+            f"/o/{org_a.slug}/members/invite/", {"email": "erin@example.com", "role": "admin"}
+        )
+        outbox.run_due_inline()
+    assert len(mail.outbox) == 3
+    with org_context(org_a.id):
+        assert Invitation.objects.filter(revoked_at=None).count() == 1
+    client.logout()
+    assert client.get(link)["Location"] == ACCEPT
+    assert "expired, was revoked" in client.get(ACCEPT).content.decode()
