@@ -58,7 +58,6 @@ def _authenticate(request, slug):
     activate_org(resolved.organization_id)
     org = get_object_or_404(Organization.objects.all(), pk=resolved.organization_id)
     key = get_object_or_404(MetricApiKey.objects.all(), pk=resolved.key_id)
-    services.api_key_touch(key.pk)
     return (org, key), None
 
 
@@ -105,6 +104,9 @@ def upload(request, slug):
         services.files_discard([s.as_json() for s in stored])
         status = 413 if "limit" in " ".join(exc.messages) else 400
         return _error(status, " ".join(exc.messages))
+    # At the end: the row stays locked until the request's transaction ends, and the file
+    # is in by now (a touch before reading it would hold the key for the whole upload).
+    services.api_key_touch(key.pk)
     status_url = request.build_absolute_uri(
         reverse("metrics_api:run", kwargs={"slug": slug, "run_id": run.pk})
     )
@@ -123,9 +125,10 @@ def upload(request, slug):
 def run_status(request, slug, run_id):
     if request.method != "GET":
         return _error(405, "GET only.")
-    _found, error = _authenticate(request, slug)
+    found, error = _authenticate(request, slug)
     if error:
         return error
+    services.api_key_touch(found[1].pk)
     run = MetricIngestionRun.objects.filter(pk=run_id).first()
     if run is None:
         return _error(404, "No such run.")

@@ -667,4 +667,12 @@ def api_key_resolve(secret: str) -> ResolvedKey | None:
 
 
 def api_key_touch(key_id) -> None:
-    MetricApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+    """Note that the key was used — unless another request holds its row (an upload with
+    this key, touching it at its end): waiting would hold this request, and the key's
+    revocation behind it, for as long as that one takes. Its own touch says as much."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE metric_api_keys SET last_used_at = now() WHERE id = ("
+            "SELECT id FROM metric_api_keys WHERE id = %s FOR UPDATE SKIP LOCKED)",
+            [str(key_id)],
+        )

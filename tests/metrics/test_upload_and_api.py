@@ -255,3 +255,33 @@ def test_an_api_push_repeated_while_queued_answers_with_the_same_run(client, ali
     assert first["run_id"] == second["run_id"]
     with org_context(org_a.id):
         assert MetricIngestionRun.objects.count() == 1
+
+
+def test_a_key_in_use_by_a_long_upload_does_not_hold_other_requests(client, alice, org_a):
+    """Another request holds the key's row (an upload streaming in, touching it): a status
+    poll with the same key answers at once, and the key's last use is still recorded by
+    the requests that can."""
+    from django.db import connection, connections, transaction
+
+    key, secret = make_key(org_a, alice)
+    payload = api_post(client, org_a.slug, secret, ndjson([copilot_record()]).encode()).json()
+    with org_context(org_a.id):
+        used = MetricApiKey.objects.get(pk=key.pk).last_used_at
+    assert used is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '2s'")  # without the fix: an error, not a hang
+    try:
+        with transaction.atomic(using="service"):
+            with connections["service"].cursor() as other:
+                other.execute(
+                    "SELECT 1 FROM metric_api_keys WHERE id = %s FOR UPDATE", [str(key.pk)]
+                )
+                assert other.fetchone() == (1,)  # the row is held
+            status = client.get(payload["status_url"], HTTP_AUTHORIZATION=f"Bearer {secret}")
+            assert status.status_code == 200
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    status = client.get(payload["status_url"], HTTP_AUTHORIZATION=f"Bearer {secret}")
+    with org_context(org_a.id):
+        assert MetricApiKey.objects.get(pk=key.pk).last_used_at > used
