@@ -197,18 +197,26 @@ def poll(request):
     )
     if polled is not None and since and pollstate.cached(polled) == since:
         return HttpResponse(status=204)
-    with _session_participant(request) as participant:
-        if participant.campaign.status != Campaign.Status.ACTIVE:
-            return _to_chat(request)
-        conversation = _conversation(participant)
-        state = _state(conversation)
-        if conversation is not None and conversation.pk == polled:
-            pollstate.remember(conversation.pk, state)
-        if since == state:
-            return HttpResponse(status=204)
-        context = _context(request, participant, conversation, focus=True)
-        context["keep_draft"] = request.GET.get("draft") == "1"
-        return render(request, "participant/partials/poll.html", context)
+    try:
+        with _session_participant(request) as participant:
+            if participant.campaign.status != Campaign.Status.ACTIVE:
+                return _to_chat(request)
+            conversation = _conversation(participant)
+            state = _state(conversation)
+            if conversation is not None and conversation.pk == polled:
+                pollstate.remember(conversation.pk, state)
+            if since == state:
+                return HttpResponse(status=204)
+            context = _context(request, participant, conversation, focus=True)
+            context["keep_draft"] = request.GET.get("draft") == "1"
+            return render(request, "participant/partials/poll.html", context)
+    except Http404:
+        # The link was revoked (or the participant removed) while the page waited: htmx does
+        # not swap in a 404, so the page would poll it every second for ever. Reload it: the
+        # reload is the ordinary 404 page.
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
 
 
 @participant_page
@@ -216,6 +224,8 @@ def poll(request):
 def retry(request):
     """After the interviewer's last attempt failed, the participant asks it again."""
     with _session_participant(request) as participant:
+        if participant.campaign.status != Campaign.Status.ACTIVE:
+            return _to_chat(request)  # the page that says why (paused, closed)
         conversation = _conversation(participant)
         if conversation is not None:
             services.reply_retry(conversation=conversation)

@@ -218,11 +218,14 @@ def test_a_forged_or_foreign_poll_token_gets_no_shortcut(client, chat, org_a):
     url = poll_url(page)
     client.get(url, **HX)  # remembered for this conversation
     forged = re.sub(r"c=[^&]+", "c=" + str(uuid.uuid4()), url)
-    # Someone with the URL but not the session gets no shortcut: a 204 to a guessed `since`
-    # would tell them how far the conversation has got. The full path is the ordinary 404.
+    # Someone with the URL but not the session gets no shortcut: a plain 204 to a guessed
+    # `since` would tell them how far the conversation has got. The full path finds no
+    # participant and answers every such poll alike: reload (to the ordinary 404).
     stranger = Client()
-    assert stranger.get(url, **HX).status_code == 404
-    assert stranger.get(forged, **HX).status_code == 404
+    for foreign in (url, forged, re.sub(r"since=[^&]+", "since=0-0-active-0", url)):
+        response = stranger.get(foreign, **HX)
+        assert (response.status_code, response.get("HX-Refresh")) == (204, "true")
+    assert stranger.get("/c/").status_code == 404
     assert client.get(url, **HX).status_code == 204  # the participant's own session: fast
 
 
@@ -359,7 +362,6 @@ def test_without_a_live_link_every_chat_url_is_the_ordinary_404(client, chat, al
     for method, url in [
         ("get", "/c/"),
         ("post", "/c/messages/"),
-        ("get", "/c/poll/"),
         ("post", "/c/retry/"),
         ("get", "/c/end/"),
         ("post", "/c/end/"),
@@ -368,6 +370,11 @@ def test_without_a_live_link_every_chat_url_is_the_ordinary_404(client, chat, al
         assert response.status_code == 404, url
         assert_private(response)
     assert Client().get("/c/").status_code == 404
+    # A page still open polls: it is told to reload (htmx would not show a 404, and would
+    # poll for ever), and the reload is the 404.
+    poll = client.get("/c/poll/?since=x", **HX)
+    assert (poll.status_code, poll["HX-Refresh"]) == (204, "true")
+    assert_private(poll)
 
 
 # --- failure, ending, pausing, resuming -----------------------------------------------------
@@ -421,6 +428,9 @@ def test_try_again_asks_nothing_while_the_campaign_is_paused(client, chat, org_a
     client.post("/c/retry/")
     assert conversation(org_a).reply_error  # nothing was asked of the interviewer
     assert not conversation(org_a).awaiting_reply
+    # Through htmx the page reloads to the paused page, rather than staying as it was.
+    response = client.post("/c/retry/", **HX)
+    assert (response.status_code, response["HX-Redirect"]) == (204, "/c/")
 
 
 def test_retry_through_htmx_gets_the_partial(client, chat, org_a):
