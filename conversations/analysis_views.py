@@ -66,7 +66,9 @@ def analysis_page(request, campaign_id):
     }
     if analysis is not None and analysis.has_result and not context["withheld"]:
         theme_id = request.GET.get("theme", "")
-        members = report.theme_members(analysis, theme_id, scope) if theme_id else []
+        members, members_total = (
+            report.theme_members(analysis, theme_id, scope) if theme_id else ([], 0)
+        )
         quoted = {q["conversation_id"] for f in analysis.key_findings for q in f.get("quotes", [])}
         left_out = {c["id"] for c in analysis.unanalysed}
         names = _names(campaign, quoted | {m["id"] for m in members} | left_out)
@@ -86,6 +88,7 @@ def analysis_page(request, campaign_id):
             figures=report.figures(analysis, scope),
             theme=next((t for t in analysis.themes if t["id"] == theme_id), None),
             members=members,
+            members_total=members_total,
             changed=service.changed_since(campaign=campaign, analysis=analysis),
             by_tier=tiers.breakdown(analysis, timezone.localdate()),
             left_out=report.left_out(analysis, anonymous=anonymous, names=names),

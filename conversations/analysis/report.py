@@ -120,15 +120,17 @@ def chart(sentiment: dict) -> dict:
     }
 
 
-def theme_members(analysis: CampaignAnalysis, theme_id: str, scope: str) -> list[dict]:
+def theme_members(analysis: CampaignAnalysis, theme_id: str, scope: str) -> tuple[list, int]:
+    """The theme's conversations in view, by number: the first THEME_LIST_LIMIT of them, and
+    how many there are in all."""
     chosen = included(analysis, scope)
-    rows = []
-    for conversation_id in analysis.groupings.get(theme_id, [])[:THEME_LIST_LIMIT]:
-        data = chosen.get(conversation_id)
-        if data is not None:
-            rows.append({"id": conversation_id, **data})
+    rows = [
+        {"id": conversation_id, **chosen[conversation_id]}
+        for conversation_id in analysis.groupings.get(theme_id, [])
+        if conversation_id in chosen
+    ]
     rows.sort(key=lambda r: r["number"])
-    return rows
+    return rows[:THEME_LIST_LIMIT], len(rows)
 
 
 # --- exports ---------------------------------------------------------------------------------

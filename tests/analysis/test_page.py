@@ -86,6 +86,25 @@ def test_clicking_a_theme_lists_its_conversations(org_a, alice, client_for):
     assert reverse("campaigns:transcript", args=[org_a.slug, campaign.pk, others[0]]) not in html
 
 
+def test_a_theme_longer_than_the_list_says_its_real_count(org_a, alice, client_for, monkeypatch):
+    """The list stops at a limit; the heading counts every conversation of the theme in view,
+    and the listed ones are the first by number, whatever the scope."""
+    from conversations.analysis import report
+
+    monkeypatch.setattr(report, "THEME_LIST_LIMIT", 3)
+    campaign, _truth = planted_campaign(org_a, alice)
+    analysis = analysed(org_a, campaign)
+    theme = analysis.themes[0]
+    members = analysis.groupings[theme["id"]]
+    assert len(members) > 3
+    first = sorted(members, key=lambda c: analysis.conversations[c]["number"])[:3]
+    html = client_for(alice).get(url("page", org_a, campaign, theme=theme["id"])).content.decode()
+    assert f"{len(members)} conversations" in html
+    assert "the first 3 are listed" in html
+    listed = re.findall(r"/responses/([0-9a-f-]{36})/", html.split('id="theme-conversations"')[1])
+    assert listed == first
+
+
 def test_completed_only_filter_recounts_from_the_stored_analysis(org_a, alice, bob, client_for):
     campaign, truth = planted_campaign(org_a, alice)
     some = list(truth)[:4]
