@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -275,14 +276,28 @@ class ClaudeEngine:
     # -- extraction -------------------------------------------------------------------------
 
     def extract_many(self, conversations: list[ConversationInput], mission: str = ""):
-        """(result, Usage) per conversation, in order; the result is None for a conversation
+        """(result, Usage) per conversation, in order. The result is None for a conversation
         the model answered invalidly twice (one odd transcript must not fail a campaign's
-        analysis). An outage (AIUnavailable) still stops the batch: it is retried whole."""
+        analysis). An outage (AIUnavailable, after the client's own retries) stops the
+        asking: that conversation and those not asked yet come back with the exception as
+        their result, so the caller keeps the answers already paid for and the retry asks
+        only for the rest."""
+        stop = threading.Event()
+
+        def one(conversation):
+            if stop.is_set():
+                return AIUnavailable("not asked: the model was unavailable"), Usage()
+            try:
+                return self._extract_or_none(conversation, mission)
+            except AIUnavailable as exc:
+                stop.set()
+                return exc, Usage()
+
         workers = max(1, settings.TAP_ANALYSIS_CONCURRENCY)
         if workers == 1 or len(conversations) < 2:
-            return [self._extract_or_none(c, mission) for c in conversations]
+            return [one(c) for c in conversations]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda c: self._extract_or_none(c, mission), conversations))
+            return list(pool.map(one, conversations))
 
     def _extract_or_none(self, conversation: ConversationInput, mission: str):
         try:

@@ -3,6 +3,7 @@
     engine.extract(conversation) -> (result dict, Usage)       one conversation, cached by hash
     engine.extract_many(conversations, mission) -> [(result dict | None, Usage)]
         None: the engine could not analyse that conversation (left out, asked again next run)
+        an AIUnavailable: the model was unreachable (the others are kept; the run is retried)
     engine.synthesise(items, context) -> (Result, Usage)       the campaign, from the extractions
 
 `local` (here) is deterministic, offline text analytics: VADER lexicon sentiment, TF-IDF key

@@ -238,10 +238,14 @@ def analysis_run(
                 )
             extracted = engine.extract_many(loaded, campaign.mission)
             rows = []
+            outage = None
             for conversation, included, (result, used) in zip(
                 loaded, batch, extracted, strict=True
             ):
                 usage.add(used)
+                if isinstance(result, AIUnavailable):
+                    outage = outage or result
+                    continue
                 if result is None:
                     unanalysed[conversation.id] = conversation.number
                     continue
@@ -267,6 +271,8 @@ def analysis_run(
                 CampaignAnalysis.objects.filter(pk=analysis_id).update(
                     progress_done=start + len(batch), updated_at=timezone.now()
                 )
+            if outage is not None:
+                raise outage  # after keeping what the batch did get: the retry asks the rest
         analysed = [c for c in snap.conversations if c.id not in unanalysed]
         if unanalysed and not analysed:
             raise AIBadResponse(

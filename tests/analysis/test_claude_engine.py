@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from conversations.analysis import service
-from conversations.models import CampaignAnalysis, Conversation, Message
+from conversations.models import CampaignAnalysis, Conversation, ConversationAnalysis, Message
 from tap import outbox
 from tap.tenancy import org_context
 from tests.analysis.claude_fake import Responder
@@ -370,3 +370,47 @@ def test_an_outage_is_retried_by_the_outbox_and_then_fails_keeping_the_result(
     assert failed.status == "failed"
     assert "HTTP 529" in failed.error
     assert (failed.themes, failed.generated_at) == (old.themes, old.generated_at)
+
+
+def test_an_outage_keeps_the_extractions_already_paid_for(org_a, alice, claude):
+    """The model goes away after the first conversation: its extraction is kept, the rest are
+    not asked (they would be paid for and thrown away), and the retry asks only for those."""
+    from django.utils import timezone
+
+    from tap.models import OutboxJob
+    from tests.fakes.anthropic_server import error
+
+    class FirstThenOverloaded(deque):
+        def __init__(self, responder):
+            super().__init__()
+            self.responder, self.answered = responder, 0
+
+        def __bool__(self):
+            return True
+
+        def popleft(self):
+            self.answered += 1
+            if self.answered == 1:
+                return self.responder.popleft()
+            return error(529, retry_after=0)
+
+    campaign, _truth = small_campaign(org_a, alice, claude)
+    claude._script = FirstThenOverloaded(Responder(claude))
+    analysis = analyse(org_a, campaign)
+    assert analysis.status == "pending"
+    assert "Retrying soon" in analysis.error
+    assert len(claude.message_requests) == 1 + 3  # 3: the client's own retries; no third
+    with org_context(org_a.id):
+        assert ConversationAnalysis.objects.filter(conversation__campaign=campaign).count() == 1
+    claude.requests.clear()
+    claude._script = Responder(claude)
+    OutboxJob.objects.using("service").filter(task="conversations.analysis_run").update(
+        available_at=timezone.now()
+    )
+    outbox.run_due_inline()
+    with org_context(org_a.id):
+        done = CampaignAnalysis.objects.get(campaign=campaign)
+    assert done.status == "ready", done.error
+    assert done.conversation_count == 3
+    tools = [r.body["tool_choice"]["name"] for r in claude.message_requests]
+    assert tools == [EXTRACT, EXTRACT, SYNTH]
