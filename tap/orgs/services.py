@@ -29,6 +29,7 @@ from tap.orgs.models import (
     Role,
     User,
 )
+from tap.orgs.selectors import orgs_for_user
 from tap.tenancy import org_context
 
 INVITATION_SALT = "tap.orgs.invitation"
@@ -84,25 +85,46 @@ def _unique_slug_candidates(name: str):
         yield f"{base}-{secrets.token_hex(2)}"
 
 
+# An organisation its creator made this recently, under the same name, is the answer to
+# creating it again: a double click on Create must not make two.
+ORG_CREATE_AGAIN_AFTER = timedelta(seconds=30)
+
+
 def org_create(*, actor: User, name: str, slug: str | None = None) -> Organization:
-    """Create an organisation with `actor` as its owner."""
+    """Create an organisation with `actor` as its owner (or return the one they created
+    under this name a moment ago)."""
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the organisation a name."})
     org_id = uuid.uuid4()
     candidates = [slug] if slug else _unique_slug_candidates(name)
-    with org_context(org_id):
-        for candidate in candidates:
-            try:
-                with transaction.atomic():
-                    org = Organization.objects.create(id=org_id, name=name, slug=candidate)
-                break
-            except IntegrityError:
-                continue
-        else:
-            raise ValidationError({"name": "Could not find a free web address; try another name."})
-        OrganizationMember.objects.create(organization=org, user=actor, role=Role.OWNER)
-        audit(org_id=org.id, actor=actor, action="org.created", target=org, name=name)
+    with transaction.atomic():
+        # One creation at a time per person: a second request sees the first one's.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"tap.org_create:{actor.pk}"],
+            )
+        since = timezone.now() - ORG_CREATE_AGAIN_AFTER
+        with org_context(None, user_id=actor.pk):  # their memberships are theirs to read
+            mine = orgs_for_user(user=actor)
+        for made in mine:
+            if made.name == name and made.role == Role.OWNER and made.created_at > since:
+                return made
+        with org_context(org_id):
+            for candidate in candidates:
+                try:
+                    with transaction.atomic():
+                        org = Organization.objects.create(id=org_id, name=name, slug=candidate)
+                    break
+                except IntegrityError:
+                    continue
+            else:
+                raise ValidationError(
+                    {"name": "Could not find a free web address; try another name."}
+                )
+            OrganizationMember.objects.create(organization=org, user=actor, role=Role.OWNER)
+            audit(org_id=org.id, actor=actor, action="org.created", target=org, name=name)
     return org
 
 

@@ -138,3 +138,32 @@ def test_password_reset_for_an_unknown_address_says_the_same_and_sends_nothing(c
     assert response.status_code == 302
     outbox.run_due_inline()
     assert mail.outbox == []
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_a_double_click_on_create_makes_one_organisation(client):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from tap.orgs.selectors import orgs_for_user as mine
+    from tap.tenancy import org_context
+
+    def orgs_for_user(user):
+        with org_context(None, user_id=user.pk):
+            return mine(user=user)
+
+    user = make_user("erin@example.com")
+    client.force_login(user)
+    first = client.post("/orgs/new/", {"name": "Acme"})
+    second = client.post("/orgs/new/", {"name": "Acme"})
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"] == "/o/acme/"
+    assert [o.slug for o in orgs_for_user(user=user)] == ["acme"]
+    # Another name, or the same one later, is another organisation.
+    client.post("/orgs/new/", {"name": "Acme Labs"})
+    with time_machine.travel(timezone.now() + timedelta(minutes=1)):
+        again = client.post("/orgs/new/", {"name": "Acme"})
+    assert again["Location"].startswith("/o/acme-")
+    assert len(orgs_for_user(user=user)) == 3
