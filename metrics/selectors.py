@@ -254,6 +254,14 @@ def _whole_weeks(f: Filters) -> Filters:
     )
 
 
+def _week_label(week: dt.date, f: Filters) -> str:
+    """A week's label in a weekly chart: its Monday, and, for a week the range cuts (admins'
+    ranges need not be whole weeks), how many of its days count — a bar of two days is not
+    a drop in use."""
+    days = (min(week + dt.timedelta(days=6), f.end) - max(week, f.start)).days + 1
+    return week.isoformat() if days >= 7 else f"{week.isoformat()} ({days} of 7 days)"
+
+
 def _tool_weeks(org_id, f: Filters) -> list[tuple]:
     """Per week of the whole-week range `f` and tool (only `f.tool`, if chosen): (week, tool,
     developers, suggestions, acceptances, completions, sessions). An identity known only by an
@@ -498,7 +506,7 @@ def overview(org_id, f: Filters, *, people: bool = True) -> dict:
             "weekly",
             "Active developers per week",
             ["Week of", "Active developers"],
-            [[w.isoformat(), n] for w, n in sorted(active_weekly.items())],
+            [[_week_label(w, f), n] for w, n in sorted(active_weekly.items())],
             kind="bar",
         ),
         Chart(
@@ -1267,7 +1275,7 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         "Share of the cohort active per week",
         ["Week of", *shown],
         [
-            [w.isoformat(), *[by_name[n]["weeks"][i]["active_share"] for n in shown]]
+            [_week_label(w, f), *[by_name[n]["weeks"][i]["active_share"] for n in shown]]
             for i, w in enumerate(weeks)
         ],
         percent=True,
@@ -1277,7 +1285,7 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         "Acceptances per active developer per week",
         ["Week of", *shown],
         [
-            [w.isoformat(), *[by_name[n]["weeks"][i]["per_active"] for n in shown]]
+            [_week_label(w, f), *[by_name[n]["weeks"][i]["per_active"] for n in shown]]
             for i, w in enumerate(weeks)
         ],
     ).render()

@@ -66,6 +66,22 @@ def test_filters_by_tool_and_range(client_for, dave, org_a, tmp_path):
     assert b"filter-problems" not in response.content
 
 
+def test_a_week_the_range_cuts_says_how_many_of_its_days_count(client_for, dave, org_a, tmp_path):
+    """Admins' ranges need not be whole weeks: a cut week's bar must not read as a drop."""
+    load(org_a, tmp_path)  # Wednesday 1 to Friday 3 April 2026
+    client = client_for(dave)
+    cut = client.get(url("overview", org_a), {"start": "2026-04-01", "end": "2026-04-03"})
+    weekly = next(c for c in cut.context["charts"] if c.id == "weekly")
+    assert weekly.rows == [["2026-03-30 (3 of 7 days)", 6]]
+    whole = client.get(url("overview", org_a), {"start": "2026-03-30", "end": "2026-04-05"})
+    weekly = next(c for c in whole.context["charts"] if c.id == "weekly")
+    assert weekly.rows == [["2026-03-30", 6]]
+    cohorts = client.get(
+        url("cohorts", org_a), {"by": "adoption", "start": "2026-04-01", "end": "2026-04-03"}
+    )
+    assert "2026-03-30 (3 of 7 days)" in cohorts.content.decode()
+
+
 def test_a_tool_fewer_than_five_used_is_left_out_for_members(
     client_for, bob, dave, org_a, tmp_path
 ):

@@ -144,7 +144,10 @@ def make_identities(org, n: int, *, emails: bool = False) -> list[DeveloperIdent
 
 def make_run(org) -> MetricIngestionRun:
     with org_context(org.id):
-        return MetricIngestionRun.objects.create(organization=org, file_name="test")
+        # A file of its own (each pending run holds one: runs_one_queued_per_file).
+        return MetricIngestionRun.objects.create(
+            organization=org, file_name="test", sha256=uuid.uuid4().hex
+        )
 
 
 def upsert(org, run, rows) -> None:
@@ -599,6 +602,12 @@ def rate(a, s) -> float | None:
     return round(100 * a / s, 1) if s else None
 
 
+def week_label(week, f) -> str:
+    """'2026-03-09', or '2026-03-09 (5 of 7 days)' for a week the range cuts."""
+    days = sum(1 for k in range(7) if f.start <= week + dt.timedelta(days=k) <= f.end)
+    return week.isoformat() if days == 7 else f"{week.isoformat()} ({days} of 7 days)"
+
+
 def reference_overview(org, f) -> dict:
     """The overview straight from the daily rows (what the old selectors computed)."""
     rows = [r for r in daily_rows(org) if f.start <= r.date <= f.end]
@@ -631,7 +640,7 @@ def reference_overview(org, f) -> dict:
             "sessions": totals[3],
         },
         "active": [[d.isoformat(), len(per_day[d])] for d in f.days],
-        "weekly": [[w.isoformat(), len(per_week[w])] for w in sorted(per_week)],
+        "weekly": [[week_label(w, f), len(per_week[w])] for w in sorted(per_week)],
         "suggestions": [[d.isoformat(), by_day[d][0], by_day[d][1]] for d in f.days],
         "sessions": [[d.isoformat(), *[sessions[(d, t)] for t in shown]] for d in f.days],
         "adoption": [[t, len(adoption[t])] for t in sorted(adoption)],

@@ -25,6 +25,7 @@ def test_only_runs_stuck_past_twice_the_ingest_lease_are_failed(org_a, tmp_path)
             MetricIngestionRun.objects.create(
                 organization=org_a,
                 file_name=name,
+                sha256=name,  # two files: one queued run each may be processing
                 status="processing",
                 started_at=started,
                 files=[{"name": name, "path": str(uploads[name]), "size": 3, "sha256": "x"}],
