@@ -213,6 +213,12 @@ def org_delete(request):
 
 @org_view("orgs.view_org")
 def members(request):
+    return _members_page(request)
+
+
+def _members_page(request, invite_form: InviteForm | None = None, status: int = 200):
+    """The member list; `invite_form`: an invitation that was refused, shown with its errors
+    and what was typed."""
     can_manage = request.user.has_perm("orgs.manage_members", request.org)
     members_list = selectors.org_members(org=request.org)
     owners = sum(1 for m in members_list if m.role == Role.OWNER)
@@ -223,10 +229,11 @@ def members(request):
             "members": members_list,
             "sole_owner": request.membership.role == Role.OWNER and owners == 1,
             "invitations": selectors.open_invitations(org=request.org) if can_manage else [],
-            "invite_form": InviteForm() if can_manage else None,
+            "invite_form": (invite_form or InviteForm()) if can_manage else None,
             "roles": Role.choices,
             "can_manage": can_manage,
         },
+        status=status,
     )
 
 
@@ -253,9 +260,8 @@ def member_invite(request):
                     "again. Invite them again in a minute for a fresh one.",
                 )
             return redirect("orgs:members", org_slug=request.org.slug)
-    for error in form.errors.values():
-        messages.error(request, " ".join(error))
-    return redirect("orgs:members", org_slug=request.org.slug)
+    # Refused: the page again, with the reason beside the field and what was typed in it.
+    return _members_page(request, form, status=422)
 
 
 @org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
@@ -355,6 +361,14 @@ def invitation_accept(request):
         )
         if invitation is None:
             raise Http404("No such invitation.")
+        accepted_by_me = (
+            invitation.accepted_at is not None
+            and request.user.is_authenticated
+            and invitation.accepted_by_id == request.user.pk
+        )
+        if request.method == "GET" and accepted_by_me:
+            # The emailed link, opened again by the one who joined: to the organisation.
+            return redirect("orgs:dashboard", org_slug=invitation.organization.slug)
         if request.method == "POST" and request.user.is_authenticated:
             try:
                 services.invitation_accept(user=request.user, invitation=invitation)
@@ -373,6 +387,7 @@ def invitation_accept(request):
                 "here": reverse("orgs:invitation_accept"),
                 "signup_url": reverse("signup"),
                 "login_url": reverse_lazy("login"),
+                "org_url": reverse("orgs:dashboard", args=[invitation.organization.slug]),
             },
         )
 

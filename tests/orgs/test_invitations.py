@@ -130,6 +130,16 @@ def test_an_existing_user_joins_on_accept(client, alice, org_a):
     assert accept(client, link).status_code == 302
     client.force_login(erin)
     assert client.get(f"/o/{org_a.slug}/").status_code == 200
+    # The emailed link opened again: the one who joined goes to the organisation; anyone
+    # else is told it was accepted (not to ask for a new one), and may log in.
+    client.get(link)
+    assert client.get(ACCEPT)["Location"] == f"/o/{org_a.slug}/"
+    client.logout()
+    client.get(link)
+    page = client.get(ACCEPT).content.decode()
+    assert "This invitation was accepted on" in page
+    assert "Ask for a new one" not in page
+    assert f"/accounts/login/?next=/o/{org_a.slug}/" in page.replace("%2F", "/")
 
 
 def test_an_invitation_works_once(client, alice, org_a):
@@ -261,6 +271,11 @@ def test_inviting_a_member_again_is_refused_and_bad_addresses_too(client, alice,
         follow=True,
     )
     assert "valid email" in response.content.decode()
+    # The page comes back with the reason and what was typed, to correct it.
+    assert response.status_code == 422
+    form = response.context["invite_form"]
+    assert form.errors["email"]
+    assert 'value="not an address"' in response.content.decode()
     with org_context(org_a.id):
         assert Invitation.objects.count() == 0
 
