@@ -194,6 +194,8 @@ def developers(request):
             "f": f,
             "page": page,
             "q": search,
+            # The date and tool filters keep the search.
+            "search_params": [("q", search)] if search else [],
             "tool_choices": _tool_choices(form),
         },
     )

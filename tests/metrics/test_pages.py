@@ -82,6 +82,13 @@ def test_a_week_the_range_cuts_says_how_many_of_its_days_count(client_for, dave,
     assert "2026-03-30 (3 of 7 days)" in cohorts.content.decode()
 
 
+def test_the_date_and_tool_filters_keep_the_developer_search(client_for, dave, org_a, tmp_path):
+    load(org_a, tmp_path)
+    page = client_for(dave).get(url("developers", org_a), {"q": "dev1"}).content.decode()
+    filters = page.split('aria-label="Filter metrics"')[1].split("</form>")[0]
+    assert '<input type="hidden" name="q" value="dev1">' in filters
+
+
 def test_a_tool_fewer_than_five_used_is_left_out_for_members(
     client_for, bob, dave, org_a, tmp_path
 ):

@@ -127,6 +127,7 @@ def test_a_key_form_sent_twice_makes_one_key(client_for, alice, org_a):
     assert again.status_code == 200
     assert again.context["secret"] is None
     assert "A live key is named “Nightly” already" in again.content.decode()
+    assert 'value="Nightly"' in again.content.decode()  # what was typed, to change it
     with org_context(org_a.id):
         assert MetricApiKey.objects.count() == 1
         key = MetricApiKey.objects.get()
