@@ -151,7 +151,12 @@ EXTRACT_MAX_TOKENS = 800
 # would otherwise pass the model's context and fail the whole campaign's analysis. The start
 # and the end are kept (the question's framing, and where the participant landed).
 TRANSCRIPT_CHARS = 100_000
-SYNTH_MAX_TOKENS = 3000
+# The synthesis answer lists every input label in a theme's merges, so its length grows with
+# the labels: at most MAX_LABELS_PER_REQUEST distinct labels go into one request (more are
+# split, map-reduce, like an input over the token budget), and the answer may be long enough
+# for them (about 8 tokens a label, plus themes, findings and a 300-word summary).
+MAX_LABELS_PER_REQUEST = 150
+SYNTH_MAX_TOKENS = 8000
 QUOTES_PER_CONVERSATION = 2
 QUOTE_CHARS = 300
 MAX_STAGES = 8
@@ -576,9 +581,11 @@ def _render(counts: dict, refs: list, notes: list, quotes: dict, previous: list)
 
 
 def _chunks(units, quotes, previous, budget: int, *, min_units: int = 1) -> list[list]:
-    """Units grouped so each group's rendered input stays under `budget` tokens."""
+    """Units grouped so each group's rendered input stays under `budget` tokens and holds at
+    most MAX_LABELS_PER_REQUEST distinct labels (the answer must list each of them)."""
     chunks: list[list] = []
     current: list = []
+    labels: set[str] = set()
     size = estimate_tokens(_render({}, [], [], quotes, previous)) + 50
     base = size
     for unit in units:
@@ -590,10 +597,15 @@ def _chunks(units, quotes, previous, budget: int, *, min_units: int = 1) -> list
                 + [note]
             )
         )
-        if len(current) >= min_units and size + cost > budget:
+        more = labels | {_norm(label) for label in label_counts}
+        if len(current) >= min_units and (
+            size + cost > budget or len(more) > MAX_LABELS_PER_REQUEST
+        ):
             chunks.append(current)
             current, size = [], base
+            more = {_norm(label) for label in label_counts}
         current.append(unit)
+        labels = more
         size += cost
     if current:
         chunks.append(current)

@@ -256,6 +256,32 @@ def test_map_reduce_when_the_input_exceeds_the_budget(org_a, alice, claude, sett
     assert all(f["quotes"] for f in analysis.key_findings)
 
 
+def test_many_distinct_labels_are_synthesised_in_parts(org_a, alice, claude, monkeypatch):
+    """The synthesis answer lists every label it was given, so its length grows with them: past
+    a number of labels the input is split (map-reduce) even far under the token budget."""
+    from conversations.analysis import claude as engine
+
+    monkeypatch.setattr(engine, "MAX_LABELS_PER_REQUEST", 2)
+    campaign, _truth = planted_campaign(org_a, alice, per_theme=4)
+    outbox.run_due_inline()
+    claude.requests.clear()
+    claude._script = Responder(claude)
+    analysis = analyse(org_a, campaign)
+    assert analysis.status == "ready", analysis.error
+    synth = [r for r in claude.message_requests if r.body["tool_choice"]["name"] == SYNTH]
+    assert len(synth) >= 3  # two maps at least, and a reduce
+    maps = [
+        r.body["messages"][0]["content"]
+        for r in synth
+        if "Partial summaries:" not in r.body["messages"][0]["content"]
+    ]
+    assert len(maps) >= 2
+    # (A reduce takes two partial results at least, whatever their labels: it converges.)
+    assert all(content.split("Quotes:")[0].count("\n- ") <= 2 for content in maps)
+    assert sum(len(m) for m in analysis.groupings.values()) == 12
+    assert synth[0].body["max_tokens"] == engine.SYNTH_MAX_TOKENS
+
+
 def test_a_transcript_too_long_for_the_model_is_sent_with_its_middle_left_out(
     org_a, alice, claude, monkeypatch
 ):
