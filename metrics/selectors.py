@@ -254,11 +254,16 @@ def _whole_weeks(f: Filters) -> Filters:
     )
 
 
+def _week_days(week: dt.date, f: Filters) -> int:
+    """How many days of the week starting `week` the range `f` counts."""
+    return (min(week + dt.timedelta(days=6), f.end) - max(week, f.start)).days + 1
+
+
 def _week_label(week: dt.date, f: Filters) -> str:
     """A week's label in a weekly chart: its Monday, and, for a week the range cuts (admins'
     ranges need not be whole weeks), how many of its days count — a bar of two days is not
     a drop in use."""
-    days = (min(week + dt.timedelta(days=6), f.end) - max(week, f.start)).days + 1
+    days = _week_days(week, f)
     return week.isoformat() if days >= 7 else f"{week.isoformat()} ({days} of 7 days)"
 
 
@@ -1294,6 +1299,8 @@ def cohorts(org_id, f: Filters, *, by: str, people: bool = True) -> dict:
         "cohorts": table,
         "charts": [chart, chart2] if shown else [],
         "weeks": weeks,
+        # The table's column heads: each week, with the days of it the range counts if cut.
+        "week_heads": [(w, _week_days(w, f)) for w in weeks],
         "widened": widened,
         "tiers_from": tier_range if tier_range is not f else None,
     }

@@ -216,7 +216,7 @@ def members(request):
     return _members_page(request)
 
 
-def _members_page(request, invite_form: InviteForm | None = None, status: int = 200):
+def _members_page(request, invite_form: InviteForm | None = None):
     """The member list; `invite_form`: an invitation that was refused, shown with its errors
     and what was typed."""
     can_manage = request.user.has_perm("orgs.manage_members", request.org)
@@ -233,7 +233,6 @@ def _members_page(request, invite_form: InviteForm | None = None, status: int = 
             "roles": Role.choices,
             "can_manage": can_manage,
         },
-        status=status,
     )
 
 
@@ -261,7 +260,7 @@ def member_invite(request):
                 )
             return redirect("orgs:members", org_slug=request.org.slug)
     # Refused: the page again, with the reason beside the field and what was typed in it.
-    return _members_page(request, form, status=422)
+    return _members_page(request, form)
 
 
 @org_view("orgs.view_org", write_perm="orgs.manage_members", methods=("POST",))
