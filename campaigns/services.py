@@ -410,8 +410,13 @@ def _queue_emails(campaign, participant_ids, kind, *, sequence_for) -> list[Camp
 RESEND_PAUSE = timedelta(minutes=1)
 
 
-def participant_resend(*, actor, participant: Participant) -> CampaignEmail:
-    """Send the invitation again (a new email with a fresh link)."""
+def participant_resend(
+    *, actor, participant: Participant, after_revoke: bool = False
+) -> CampaignEmail:
+    """Send the invitation again (a new email with a fresh link). `after_revoke`: the links
+    were revoked a moment ago (`links_revoke`): an invitation already sending or just sent
+    carries a revoked link, so a new one goes whatever the pause; one still pending gets its
+    link when it is sent, after the revocation, and is the answer."""
     campaign = participant.campaign
     if campaign.status != S.ACTIVE:
         raise ValidationError("Invitations go out only while the campaign is active.")
@@ -430,11 +435,14 @@ def participant_resend(*, actor, participant: Participant) -> CampaignEmail:
             # On its way — unless it has sat there longer than a send may take (a worker that
             # died on its last attempt leaves it so): then a new one is the way out.
             stuck = latest.updated_at < timezone.now() - outbox.lease_for("email")
-            if latest.status in (E.PENDING, E.SENDING) and not stuck:
+            if after_revoke and latest.status == E.PENDING and not stuck:
+                return latest
+            if latest.status in (E.PENDING, E.SENDING) and not stuck and not after_revoke:
                 raise ValidationError(
                     f"An invitation to {participant.email} is on its way already."
                 )
-            if latest.sent_at and latest.sent_at > timezone.now() - RESEND_PAUSE:
+            recent = latest.sent_at and latest.sent_at > timezone.now() - RESEND_PAUSE
+            if recent and not after_revoke:
                 raise ValidationError(
                     f"An invitation to {participant.email} went out less than a minute ago."
                 )
@@ -508,7 +516,10 @@ def link_issue(*, participant: Participant) -> str:
 
 
 def links_revoke(*, actor, participant: Participant, reissue: bool) -> CampaignEmail | None:
-    """Revoke every link of the participant; with `reissue`, email them a fresh one."""
+    """Revoke every link of the participant; with `reissue`, email them a fresh one. The
+    revocation stands whatever happens to the reissue (a ValidationError then says why no
+    new link went out)."""
+    refused = None
     with transaction.atomic():
         count = ParticipantLink.objects.filter(participant=participant, revoked_at=None).update(
             revoked_at=timezone.now()
@@ -523,7 +534,17 @@ def links_revoke(*, actor, participant: Participant, reissue: bool) -> CampaignE
             reissue=reissue,
         )
         if reissue:
-            return participant_resend(actor=actor, participant=participant)
+            try:
+                with transaction.atomic():
+                    return participant_resend(
+                        actor=actor, participant=participant, after_revoke=True
+                    )
+            except ValidationError as exc:
+                refused = " ".join(exc.messages)
+    if refused:
+        raise ValidationError(
+            f"Every link of {participant.email} was revoked, but no new one was sent: {refused}"
+        )
     return None
 
 

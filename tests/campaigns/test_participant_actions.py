@@ -83,6 +83,30 @@ def test_revoke_and_reissue(org_a, alice, client_for, active):
         assert CampaignEmail.objects.filter(participant=person).count() == 1
 
 
+def test_revoke_and_reissue_right_after_a_resend_still_revokes(org_a, alice, client_for, active):
+    """A link was forwarded: the creator resends, then revokes within the minute. The
+    revocation must stand; an invitation already sent (or sending) carries a revoked link,
+    so a new one goes; one still pending gets its link when it is sent, after the revoke."""
+    campaign, person = active
+    client = client_for(alice)
+    with org_context(org_a.id):
+        services.link_issue(participant=person)
+    post(client, "participant_resend", org_a, campaign, person)
+    message = post(client, "participant_revoke", org_a, campaign, person)
+    assert "was revoked. A new one is on its way." in message
+    with org_context(org_a.id):
+        assert ParticipantLink.objects.filter(revoked_at=None).count() == 0
+        assert CampaignEmail.objects.filter(participant=person).count() == 1  # the pending one
+        services.link_issue(participant=person)  # it was sent: its link
+        CampaignEmail.objects.update(status="sent", sent_at=timezone.now())
+    message = post(client, "participant_revoke", org_a, campaign, person)
+    assert "was revoked. A new one is on its way." in message
+    with org_context(org_a.id):
+        assert ParticipantLink.objects.filter(revoked_at=None).count() == 0
+        assert CampaignEmail.objects.filter(participant=person).count() == 2
+        assert CampaignEmail.objects.filter(participant=person, status="pending").count() == 1
+
+
 def test_revoke_in_a_paused_campaign_sends_nothing(org_a, alice, client_for):
     campaign = creator.campaign(org_a, alice, status="paused")
     (person,) = creator.participants_in_bulk(org_a, campaign, 1)
