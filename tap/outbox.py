@@ -8,9 +8,11 @@ transaction leaves no job behind.
 
 The relay (`manage.py outbox_relay`, woken by NOTIFY at commit, polling once a second as a
 fallback) claims due rows with `FOR UPDATE SKIP LOCKED` and publishes each to Celery with the
-row's id as task id. Every claim takes a lease; a job whose lease expires (worker killed,
-message lost) is published again, until `max_attempts`, after which it is parked as `dead`
-for staff (Django admin → Outbox jobs).
+row's id as task id. An attempt is counted when a worker starts the job, not when it is
+published: a job waiting behind a backlog spends none. A published job that no worker has
+started by `republish_after` (the message may be lost) is published again; a started job whose
+lease expires (worker killed, hard time limit) has used its attempt, and once `max_attempts`
+have been used it is parked as `dead` for staff (Django admin → Outbox jobs).
 
 Tasks are declared with `@outbox_task(queue=…)`. The wrapper claims the row (a duplicate
 delivery of a finished or running job does nothing), runs the body inside the job's
@@ -48,6 +50,7 @@ NOTIFY_CHANNEL = "tap_outbox"
 DATABASE_DOWN = (OperationalError, InterfaceError)
 DATABASE_DOWN_RETRIES = 12  # about two minutes of back-off
 SERVICE_DB = "service"
+REPUBLISH_QUEUED_AFTER = timedelta(minutes=5)
 
 
 def enqueue(task: str, *, queue: str, org_id=None, max_attempts: int | None = None, **kwargs):
@@ -57,7 +60,7 @@ def enqueue(task: str, *, queue: str, org_id=None, max_attempts: int | None = No
         queue=queue,
         organization_id=org_id,
         kwargs=kwargs,
-        max_attempts=max_attempts or settings.TAP_OUTBOX_MAX_ATTEMPTS,
+        max_attempts=max_attempts or max_attempts_for(queue),
     )
     # The INSERT also wakes the relay: a trigger NOTIFYs, delivered only at commit
     # (tap/migrations/0002_outbox_notify_trigger.py).
@@ -75,13 +78,27 @@ def enqueue_many(task: str, *, queue: str, org_id, kwargs_list: list[dict]) -> i
             queue=queue,
             organization_id=org_id,
             kwargs=kwargs,
-            max_attempts=settings.TAP_OUTBOX_MAX_ATTEMPTS,
+            max_attempts=max_attempts_for(queue),
         )
         for kwargs in kwargs_list
     ]
     # No RETURNING: the app role may insert jobs but not read them.
     OutboxJob.objects.bulk_create(jobs, batch_size=1000)
     return len(jobs)
+
+
+def max_attempts_for(queue: str) -> int:
+    """Attempts a job of `queue` gets (settings.TAP_OUTBOX_MAX_ATTEMPTS_BY_QUEUE, else
+    TAP_OUTBOX_MAX_ATTEMPTS). Email gets enough for its back-off to outlast a mail server's
+    outage of an hour or so: five attempts are over in half a minute."""
+    return settings.TAP_OUTBOX_MAX_ATTEMPTS_BY_QUEUE.get(queue, settings.TAP_OUTBOX_MAX_ATTEMPTS)
+
+
+def republish_after(queue: str) -> timedelta:
+    """How long a published job may wait for a worker before it is published again (its
+    message may have been lost): never sooner than its lease, and not so often that a long
+    backlog fills the queue with copies (a copy finds the job started, and does nothing)."""
+    return max(lease_for(queue), REPUBLISH_QUEUED_AFTER)
 
 
 def time_limits(queue: str) -> tuple[int, int]:
@@ -111,25 +128,27 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
     """Publish due jobs and re-publish expired leases; returns how many were published.
 
     Two steps. First, in one short transaction on the service connection, claim the due rows
-    (`FOR UPDATE SKIP LOCKED`): mark them queued, count the attempt, take the lease — and
-    commit, so a worker that receives the message a millisecond later finds the row ready.
-    Then publish. A publish failure (broker down) gives that job and the rest of the batch
-    back, untouched: the database stays the source of truth."""
+    (`FOR UPDATE SKIP LOCKED`): mark them queued until `republish_after` — and commit, so a
+    worker that receives the message a millisecond later finds the row ready. A started job
+    whose lease ran out, with every attempt used, is parked as dead instead. Then publish. A
+    publish failure (broker down) gives that job and the rest of the batch back: the
+    database stays the source of truth."""
     publish = publish or _publish
     now = timezone.now()
-    claimed: list[tuple[OutboxJob, int]] = []
+    claimed: list[tuple[OutboxJob, str]] = []
     given_up: list[OutboxJob] = []
     with transaction.atomic(using=SERVICE_DB):
         jobs = list(
             OutboxJob.objects.using(SERVICE_DB)
             .select_for_update(skip_locked=True)
-            # Pending jobs that are due, and queued/running ones whose lease ran out: for
-            # those, `available_at` holds the lease expiry.
+            # Pending jobs that are due; queued ones no worker started in time, and running
+            # ones whose lease ran out: for those, `available_at` holds the deadline.
             .filter(status__in=["pending", "queued", "running"], available_at__lte=now)
             .order_by("available_at")[:batch]
         )
         for job in jobs:
-            if job.attempts >= job.max_attempts:
+            # Only a started job has used attempts: one waiting in a backlog is not given up.
+            if job.status == OutboxJob.Status.RUNNING and job.attempts >= job.max_attempts:
                 job.status = OutboxJob.Status.DEAD
                 job.last_error = (job.last_error + "\n" if job.last_error else "") + (
                     f"gave up after {job.attempts} attempts"
@@ -138,24 +157,17 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
                 logger.error("outbox job dead", extra={"job_id": str(job.id), "task": job.task})
                 given_up.append(job)
                 continue
-            claimed.append((job, job.attempts))
+            claimed.append((job, job.status))
             job.status = OutboxJob.Status.QUEUED
-            job.attempts += 1
-            job.available_at = job.lease_expires_at = now + lease_for(job.queue)
+            job.available_at = job.lease_expires_at = now + republish_after(job.queue)
             job.save(
                 using=SERVICE_DB,
-                update_fields=[
-                    "status",
-                    "attempts",
-                    "available_at",
-                    "lease_expires_at",
-                    "updated_at",
-                ],
+                update_fields=["status", "available_at", "lease_expires_at", "updated_at"],
             )
     for job in given_up:
         _run_on_dead(job)
     published = 0
-    for index, (job, _attempts_before) in enumerate(claimed):
+    for index, (job, _status_before) in enumerate(claimed):
         try:
             publish(job)
         except Exception as exc:  # broker unreachable, timeouts …
@@ -163,13 +175,12 @@ def relay_once(*, publish=None, batch: int = 100) -> int:
                 "outbox publish failed; will retry",
                 extra={"job_id": str(job.id), "error": repr(exc)},
             )
-            for unsent, attempts_before in claimed[index:]:
+            for unsent, _status_before in claimed[index:]:
                 # Only if nothing else touched it since our claim.
                 OutboxJob.objects.using(SERVICE_DB).filter(
-                    pk=unsent.pk, status="queued", attempts=unsent.attempts
+                    pk=unsent.pk, status="queued", lease_expires_at=unsent.lease_expires_at
                 ).update(
                     status=OutboxJob.Status.PENDING,
-                    attempts=attempts_before,
                     available_at=now,
                     lease_expires_at=None,
                     updated_at=timezone.now(),
@@ -340,13 +351,21 @@ def _claim(job_id) -> OutboxJob | None:
         if job is None:
             return None
         runnable = job.status == "queued" or (
-            job.status == "running" and job.lease_expires_at and job.lease_expires_at < now
+            job.status == "running"
+            and job.lease_expires_at
+            and job.lease_expires_at < now
+            # Every attempt used: the relay parks it (and runs its `on_dead`).
+            and job.attempts < job.max_attempts
         )
         if not runnable:
             return None
         job.status = OutboxJob.Status.RUNNING
+        job.attempts += 1  # counted when it starts: waiting in a backlog costs none
         job.lease_expires_at = job.available_at = now + lease_for(job.queue)
-        job.save(using=SERVICE_DB, update_fields=["status", "lease_expires_at", "available_at"])
+        job.save(
+            using=SERVICE_DB,
+            update_fields=["status", "attempts", "lease_expires_at", "available_at"],
+        )
         return job
 
 

@@ -172,6 +172,11 @@ TAP_QUEUE_TIME_LIMITS = {
 TAP_OUTBOX_LEASE_MARGIN_SECONDS = env.int("TAP_OUTBOX_LEASE_MARGIN_SECONDS", default=30)
 TAP_OUTBOX_LEASE_SECONDS = env.int("TAP_OUTBOX_LEASE_SECONDS", default=0)
 TAP_OUTBOX_MAX_ATTEMPTS = env.int("TAP_OUTBOX_MAX_ATTEMPTS", default=5)
+# Email: 14 attempts, the back-off (2 s doubling to 10 min) spreads them over about an hour, so
+# a mail server down or throttling for a while delays invitations instead of failing them.
+TAP_OUTBOX_MAX_ATTEMPTS_BY_QUEUE = {
+    "email": env.int("TAP_OUTBOX_MAX_ATTEMPTS_EMAIL", default=14),
+}
 
 # --- Auth ----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -163,7 +163,57 @@ def test_an_expired_lease_is_published_again():
     assert outbox.relay_once(publish=published.append) == 1
     job.refresh_from_db()
     assert published == [job]
-    assert (job.status, job.attempts) == ("queued", 2)
+    assert (job.status, job.attempts) == ("queued", 1)  # the next attempt counts when it starts
+    assert outbox._claim(job.pk).attempts == 2
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_job_waiting_behind_a_backlog_spends_no_attempts():
+    """Published, but no worker gets to it for longer than many leases (a large campaign's
+    invitations, a long ingestion ahead of it): it is published again now and then, never
+    given up, and runs once a worker reaches it."""
+    job = OutboxJob.objects.using(SERVICE).create(
+        task="tests.always_fails", max_attempts=3, organization_id=uuid.uuid4()
+    )
+    published = []
+    for _ in range(6):  # twice as many republications as attempts
+        assert outbox.relay_once(publish=published.append) == 1
+        jobs().filter(pk=job.pk).update(available_at=timezone.now())  # its wait ran out
+    job.refresh_from_db()
+    assert (job.status, job.attempts, len(published)) == ("queued", 0, 6)
+    outcomes = [outbox.execute(job.pk, lambda: None) for _ in published]
+    assert outcomes == ["done"] + ["skipped"] * 5  # the copies do nothing
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("done", 1)
+
+
+@pytest.mark.django_db(databases=["default", "service"])
+def test_a_started_job_whose_every_lease_ran_out_is_given_up():
+    job = OutboxJob.objects.using(SERVICE).create(
+        task="tests.always_fails", max_attempts=2, organization_id=uuid.uuid4()
+    )
+    for _ in range(2):  # started twice, its worker killed each time
+        outbox.relay_once(publish=lambda j: None)
+        assert outbox._claim(job.pk) is not None
+        jobs().filter(pk=job.pk).update(
+            available_at=timezone.now(), lease_expires_at=timezone.now()
+        )
+    assert outbox._claim(job.pk) is None  # a late copy of the message does not start a third
+    outbox.relay_once(publish=pytest.fail)
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("dead", 2)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_an_email_job_outlasts_an_hour_long_mail_outage(org_a, settings):
+    with org_context(org_a.id):
+        email = outbox.enqueue("tests.always_fails", queue="email", org_id=org_a.id)
+        other = outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
+    email_job, other_job = jobs().get(pk=email), jobs().get(pk=other)
+    assert other_job.max_attempts == settings.TAP_OUTBOX_MAX_ATTEMPTS
+    # Each back-off is at least half its ceiling: the attempts span the better part of an hour.
+    shortest = sum(min(600, 2 ** max(1, n)) / 2 for n in range(1, email_job.max_attempts))
+    assert shortest >= 25 * 60
 
 
 @pytest.mark.django_db(databases=["default", "service"])
@@ -224,7 +274,7 @@ def test_a_failed_publish_gives_the_rest_of_the_batch_back():
         (j.status, j.attempts)
         for j in OutboxJob.objects.using(SERVICE).filter(pk__in=[j.pk for j in jobs_made])
     )
-    assert states == [("pending", 0), ("pending", 0), ("queued", 1)]
+    assert states == [("pending", 0), ("pending", 0), ("queued", 0)]
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
@@ -236,6 +286,8 @@ def test_each_queue_has_its_time_limits_and_a_lease_just_past_them(org_a, settin
         ai = outbox.enqueue("conversations.reply", queue="ai", org_id=org_a.id)
         ingest = outbox.enqueue("tests.always_fails", queue="ingest", org_id=org_a.id)
     outbox.relay_once(publish=lambda job: None)
+    for started in (ai, ingest):  # a worker starts each: its lease is its queue's
+        outbox._claim(started)
     now = timezone.now()
     leases = {job.pk: job.lease_expires_at - now for job in jobs().filter(pk__in=[ai, ingest])}
     margin = settings.TAP_OUTBOX_LEASE_MARGIN_SECONDS

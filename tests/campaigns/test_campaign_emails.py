@@ -316,7 +316,7 @@ def test_a_server_that_is_down_is_retried_and_delivers_once(smtp, alice, org_a):
 
 
 def test_after_the_last_attempt_the_email_says_failed(smtp, alice, org_a, settings):
-    settings.TAP_OUTBOX_MAX_ATTEMPTS = 2
+    settings.TAP_OUTBOX_MAX_ATTEMPTS_BY_QUEUE = {"email": 2}
     active_campaign(org_a, alice)  # attempt 1: nothing listens
     email_jobs().update(available_at=timezone.now())
     outbox.run_due_inline()  # attempt 2, the last

@@ -68,7 +68,7 @@ def invitation_jobs():
 
 
 def test_an_invitation_email_that_cannot_be_sent_ends_failed(client, alice, org_a, settings):
-    settings.TAP_OUTBOX_MAX_ATTEMPTS = 2
+    settings.TAP_OUTBOX_MAX_ATTEMPTS_BY_QUEUE = {"email": 2}
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     with socket.socket() as s:  # a port nothing listens on: the SMTP server is down
         s.bind(("127.0.0.1", 0))
