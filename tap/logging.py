@@ -32,12 +32,18 @@ class ContextFilter(logging.Filter):
 PARTICIPANT_TOKEN = re.compile(
     r"/(c|invitations)/(?!(?:accept|messages|poll|retry|end)/)[^/\s\"'?#<>]+"
 )
+# A password-reset link, /accounts/password/reset/<uidb64>/<token>/: whoever reads it can set
+# the account's password. (Django then moves on to …/<uidb64>/set-password/, token-free.)
+RESET_TOKEN = re.compile(
+    r"/password/reset/(?!(?:sent|complete)/)[^/\s\"'?#<>]+/(?!set-password/)[^/\s\"'?#<>]+"
+)
 # LogRecord's own attributes; anything else on a record came in through `extra`.
 _RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
 def redact(text: str) -> str:
-    return PARTICIPANT_TOKEN.sub(lambda m: f"/{m.group(1)}/[redacted]", text)
+    text = PARTICIPANT_TOKEN.sub(lambda m: f"/{m.group(1)}/[redacted]", text)
+    return RESET_TOKEN.sub("/password/reset/[redacted]/[redacted]", text)
 
 
 class RedactTokensFilter(logging.Filter):

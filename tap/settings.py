@@ -308,6 +308,8 @@ if SENTRY_DSN:
         environment=env.str("SENTRY_ENVIRONMENT", default="production"),
         integrations=[DjangoIntegration(), CeleryIntegration()],
         send_default_pii=False,
+        # Stack frames' variables would carry transcripts, prompts and addresses.
+        include_local_variables=False,
         max_request_body_size="never",
         before_send=sentry_before_send,
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),

@@ -41,16 +41,21 @@ def test_templates_have_no_inline_script_or_style(client):
     assert " style=" not in page
 
 
-def test_check_deploy_is_clean_with_production_settings():
+def check_deploy(**overrides):
     env = {
         **os.environ,
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": "p" * 20 + "-production-secret-key-of-decent-length-0123456789",
         "DJANGO_ALLOWED_HOSTS": "tap.example.com",
+        "EMAIL_URL": "smtp+tls://tap:secret@mail.example.com:587",
+        **overrides,
     }
     env.pop("TAP_TESTING", None)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests only
-    result = subprocess.run(
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name)
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
         env=env,
@@ -58,8 +63,21 @@ def test_check_deploy_is_clean_with_production_settings():
         text=True,
         check=False,
     )
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = check_deploy()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_refuses_console_email_and_a_missing_service_role():
+    """Both have working defaults for development, and would fail silently in production:
+    invitations marked sent and never delivered; a relay refused by the database."""
+    result = check_deploy(EMAIL_URL=None, DATABASE_SERVICE_URL=os.environ["DATABASE_URL"])
+    assert result.returncode != 0
+    assert "tap.E003" in result.stderr + result.stdout
+    assert "tap.E004" in result.stderr + result.stdout
 
 
 def test_the_project_lint_rules_hold():
@@ -96,6 +114,20 @@ def test_invitation_tokens_are_redacted_from_logs():
         "Not Found: /invitations/[redacted]/ and /c/[redacted]/decline/ and /invitations/accept/"
     )
     assert redact("POST /c/messages/ and /c/poll/") == "POST /c/messages/ and /c/poll/"
+
+
+def test_password_reset_tokens_are_redacted_from_logs():
+    from tap.logging import redact
+
+    line = '"GET /accounts/password/reset/MTIzNDU2/c4x9k2-0a1b2c3d4e5f/ HTTP/1.1" 302'
+    assert redact(line) == ('"GET /accounts/password/reset/[redacted]/[redacted]/ HTTP/1.1" 302')
+    for kept in (
+        "/accounts/password/reset/",
+        "/accounts/password/reset/sent/",
+        "/accounts/password/reset/complete/",
+        "/accounts/password/reset/MTIzNDU2/set-password/",
+    ):
+        assert redact(f"GET {kept} 200") == f"GET {kept} 200"
 
 
 def test_make_run_splits_the_workers_per_queue_a_flag_away(monkeypatch):
