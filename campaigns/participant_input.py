@@ -12,6 +12,7 @@ from django.core.validators import validate_email
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 50_000
+EMAIL_MAX_LENGTH = 254  # Participant.email's column
 # An address has at most 254 characters and a name is kept to 200: a longer value is a broken
 # file (or not a participant list), whatever limit the csv module holds at the moment (it is
 # process-wide, and the metrics parser raises it).
@@ -26,6 +27,11 @@ class ParsedList:
     def add(self, line: int, raw: str, email: str, name: str, seen: set[str]) -> None:
         email = email.strip().lower()
         name = " ".join(name.split())[:200]
+        if len(email) > EMAIL_MAX_LENGTH:  # valid addresses may be longer than Tap keeps
+            self.rejected.append(
+                (line, raw.strip()[:200], f"longer than {EMAIL_MAX_LENGTH} characters")
+            )
+            return
         try:
             validate_email(email)
         except ValidationError:
@@ -39,6 +45,9 @@ class ParsedList:
 
 
 NAME_AND_ADDRESS = re.compile(r"^\s*\"?([^<>\"]*?)\"?\s*<\s*([^<>\s]+)\s*>\s*$")
+# A comma or semicolon between addresses: not one inside a quoted name ("Doe, John" <…>), as
+# mail programs write "Last, First".
+SEPARATOR = re.compile(r"[,;](?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)")
 
 
 def parse_pasted(text: str) -> ParsedList:
@@ -49,7 +58,7 @@ def parse_pasted(text: str) -> ParsedList:
     if len(lines) > MAX_ROWS:
         raise ValidationError(f"At most {MAX_ROWS:,} lines at once.")
     for number, line in enumerate(lines, 1):
-        for part in re.split(r"[,;]", line):
+        for part in SEPARATOR.split(line):
             if not part.strip():
                 continue
             match = NAME_AND_ADDRESS.match(part)

@@ -157,7 +157,9 @@ def campaign_update(
         campaign.settings = settings.to_json()
         campaign.closes_at = closes_at
         fields = [*values, "settings", "closes_at", "updated_at"]
+        cleared = False
         if mission_summary is not None and mission_summary.strip() != campaign.mission_summary:
+            cleared = not mission_summary.strip()
             campaign.mission_summary = mission_summary.strip()[:500]
             campaign.mission_summary_edited = bool(campaign.mission_summary)
             fields += ["mission_summary", "mission_summary_edited"]
@@ -165,7 +167,8 @@ def campaign_update(
         audit(
             org_id=campaign.organization_id, actor=actor, action="campaign.updated", target=campaign
         )
-        if mission_changed and not campaign.mission_summary_edited:
+        # A new mission, or the summary cleared to have it written again ("Written for you").
+        if not campaign.mission_summary_edited and (mission_changed or cleared):
             _queue_mission_summary(campaign)
     return campaign
 

@@ -39,6 +39,29 @@ def test_the_offline_backend_writes_a_one_sentence_summary_after_save(org_a, ali
     )
 
 
+def test_a_cleared_summary_is_written_again(org_a, alice):
+    campaign = create(org_a, alice)
+    outbox.run_due_inline()
+    with org_context(org_a.id):
+        campaign.refresh_from_db()
+        assert campaign.mission_summary
+        for summary in ("My own words.", ""):  # edited, then cleared: "written for you"
+            services.campaign_update(
+                actor=alice,
+                campaign=campaign,
+                name=campaign.name,
+                mission=campaign.mission,
+                opening_question=campaign.opening_question,
+                settings=campaign.options,
+                mission_summary=summary,
+            )
+    outbox.run_due_inline()
+    with org_context(org_a.id):
+        again = Campaign.objects.get()
+    assert again.mission_summary.startswith("Find out where our onboarding")
+    assert not again.mission_summary_edited
+
+
 def test_a_persons_edit_is_kept(org_a, alice):
     campaign = create(org_a, alice)
     with org_context(org_a.id):

@@ -24,6 +24,21 @@ def test_pasted_lists_accept_lines_commas_and_names():
     ]
 
 
+def test_pasted_names_in_last_first_form_and_overlong_addresses():
+    """Mail programs write "Doe, John" <…>: the comma inside the quotes is part of the name.
+    An address longer than Tap keeps is a line with its reason, not a failed request."""
+    long = "a" * 250 + "@example.com"
+    parsed = parse_pasted(
+        '"Doe, John" <john.doe@example.com>; "Smith, Jane" <jane@example.com>, k@x.example\n' + long
+    )
+    assert parsed.valid == [
+        ("john.doe@example.com", "Doe, John"),
+        ("jane@example.com", "Smith, Jane"),
+        ("k@x.example", ""),
+    ]
+    assert parsed.rejected == [(2, long[:200], "longer than 254 characters")]
+
+
 def test_csv_with_bom_crlf_and_header():
     parsed = parse_csv("\ufeffemail,name\r\na@x.example,Ann\r\nbad,Bob\r\n".encode())
     assert parsed.valid == [("a@x.example", "Ann")]
