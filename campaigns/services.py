@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -594,8 +594,15 @@ def reminders_queue_due(*, now=None) -> int:
 
     now = now or timezone.now()
     queued = 0
-    invitation_sent = CampaignEmail.objects.filter(
-        participant=OuterRef("pk"), kind=CampaignEmail.Kind.INVITATION, status=E.SENT
+    # Counted from the latest invitation that went out, not from when it was queued: one
+    # that failed and was resent days later, or that a pause held, is not followed by a
+    # reminder minutes after it arrives.
+    last_sent = Subquery(
+        CampaignEmail.objects.filter(
+            participant=OuterRef("pk"), kind=CampaignEmail.Kind.INVITATION, status=E.SENT
+        )
+        .order_by("-sent_at")
+        .values("sent_at")[:1]
     )
     for campaign in Campaign.objects.filter(status=S.ACTIVE):
         days = campaign.options.reminder_days
@@ -603,19 +610,23 @@ def reminders_queue_due(*, now=None) -> int:
             # Keep the schedule's spacing after the previous reminder too: after a pause or a
             # sweeper outage, reminders 1 and 2 must not go out in the same sweep.
             gap = timedelta(days=day - (days[index - 1] if index else 0))
+            since = now - timedelta(days=day)
             with transaction.atomic():
                 due = list(
                     Participant.objects.select_for_update(skip_locked=True)
+                    .annotate(last_sent=last_sent)
                     .filter(
                         Q(reminded_at=None) | Q(reminded_at__lte=now - gap),
                         campaign=campaign,
                         status__in=REMINDABLE,
                         reminders_sent=index,
-                        invited_at__lte=now - timedelta(days=day),
+                        invited_at__lte=since,
                     )
                     # No "reminder" to someone whose invitation never left (the campaign page
                     # says it failed); someone who opened their link got it one way or another.
-                    .filter(Q(status__in=OPENED_OR_STARTED) | Exists(invitation_sent))
+                    .filter(
+                        Q(last_sent__lte=since) | Q(last_sent=None, status__in=OPENED_OR_STARTED)
+                    )
                     .values_list("pk", flat=True)
                 )
                 if not due:

@@ -97,6 +97,26 @@ def test_no_reminder_when_the_invitation_never_left(campaign, org_a, alice, clie
     assert html.count("could not be sent") == 1  # not for the one who has started
 
 
+def test_reminders_count_from_the_invitation_that_went_out(campaign, org_a, alice):
+    """An invitation failed; days later it is resent and arrives. No reminder minutes later:
+    the schedule counts from the invitation that went out."""
+    with org_context(org_a.id):
+        CampaignEmail.objects.filter(participant__email="todo@example.com").update(
+            status="failed", sent_at=None, error="SMTP refused"
+        )
+    with at(campaign.start, 4):
+        with org_context(org_a.id):
+            services.participant_resend(
+                actor=alice, participant=Participant.objects.get(email="todo@example.com")
+            )
+        outbox.run_due_inline()  # the resent invitation goes out now, on day 4
+        assert "todo@example.com" not in sweep_and_send()
+    with at(campaign.start, 6, 23):  # 2 days 23 hours after it went out
+        assert "todo@example.com" not in sweep_and_send()
+    with at(campaign.start, 7, 1):
+        assert "todo@example.com" in sweep_and_send()
+
+
 def test_a_reminder_says_it_is_one_and_carries_a_new_link(campaign, org_a):
     with at(campaign.start, 3, 1):
         sweep_and_send()
