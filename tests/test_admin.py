@@ -58,6 +58,23 @@ def test_staff_can_delete_a_user_who_belongs_to_an_org(staff_client, org_a, bob)
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
+def test_staff_cannot_delete_an_organisations_last_owner(staff_client, org_a, alice, bob):
+    """Deleting the user would remove their membership: the organisation left without an
+    owner could never again be managed. With a second owner, it is allowed."""
+    from tap.orgs.models import OrganizationMember, User
+
+    response = staff_client.post(f"/admin/orgs/user/{alice.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 403
+    assert User.objects.filter(pk=alice.pk).exists()
+    page = staff_client.get("/admin/orgs/user/").content.decode()
+    assert "delete_selected" not in page  # no bulk delete to slip one through
+    OrganizationMember.all_objects.using("service").filter(user=bob).update(role="owner")
+    response = staff_client.post(f"/admin/orgs/user/{alice.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=alice.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "service", "owner"])
 def test_every_admin_page_opens_for_staff(staff_client):
     """Change, add and delete pages of every model, with the demo's rows: Django builds their
     widgets, inlines and uniqueness checks from default managers, which are tenant-scoped."""

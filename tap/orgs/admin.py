@@ -24,6 +24,23 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
     )
     filter_horizontal = ("groups",)
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a user removes their memberships: never an organisation's last owner (its
+        # members could then never manage it). One at a time, as for members.
+        if obj is not None and _sole_owner_somewhere(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+def _sole_owner_somewhere(user: User) -> bool:
+    owned = OrganizationMember.all_objects.using("service").filter(user=user, role=Role.OWNER)
+    return any(not _other_owners(member) for member in owned)
+
 
 def _other_owners(member: OrganizationMember) -> bool:
     return (
