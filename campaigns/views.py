@@ -200,11 +200,29 @@ TRANSITION_NOTES = {
 }
 
 
+# Moves that cannot be undone: the button asks first (a page, as for removing a participant).
+CONFIRMED_MOVES = {"complete", "archive"}
+
+
 @org_view(VIEW, write_perm=MANAGE, methods=("POST",))
 def campaign_transition(request, campaign_id):
     campaign = _campaign(campaign_id)
     target = request.POST.get("to", "")
     verb = services.TRANSITIONS.get((campaign.status, target))
+    if verb in CONFIRMED_MOVES and request.POST.get("confirm") != "1":
+        open_conversations = Conversation.objects.filter(
+            campaign=campaign, status=Conversation.Status.ACTIVE
+        ).count()
+        return render(
+            request,
+            "campaigns/transition_confirm.html",
+            {
+                "campaign": campaign,
+                "target": target,
+                "verb": verb,
+                "open_conversations": open_conversations,
+            },
+        )
     try:
         services.campaign_transition(actor=request.user, campaign=campaign, to=target)
     except ValidationError as exc:

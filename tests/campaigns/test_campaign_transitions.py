@@ -10,7 +10,9 @@ pytestmark = pytest.mark.django_db
 
 
 def move(client, org, campaign, to):
-    response = client.post(creator.url("transition", org, campaign.pk), {"to": to}, follow=True)
+    response = client.post(
+        creator.url("transition", org, campaign.pk), {"to": to, "confirm": "1"}, follow=True
+    )
     assert response.redirect_chain[-1][0] == creator.url("detail", org, campaign.pk)
     with org_context(org.id):
         campaign.refresh_from_db()
@@ -44,6 +46,34 @@ def test_a_campaign_through_its_whole_life(org_a, alice, client_for):
     assert "Campaign archived" in move(client, org_a, campaign, "archived")
     assert "archived campaigns are read-only" in move(client, org_a, campaign, "active")
     assert campaign.status == "archived"
+
+
+def test_complete_and_archive_ask_first(org_a, alice, client_for):
+    """They cannot be undone: the button opens a page that says what happens, and only its
+    own button moves the campaign."""
+    client = client_for(alice)
+    campaign = creator.campaign(org_a, alice, status="active")
+    (person,) = creator.participants_in_bulk(org_a, campaign, 1)
+    creator.conversation(org_a, campaign, person, [creator.QUESTION, "Half an answer"])
+    url = creator.url("transition", org_a, campaign.pk)
+    page = client.post(url, {"to": "completed"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Complete “" in html
+    assert "1 conversation still open is closed as it stands" in html
+    assert 'name="confirm" value="1"' in html
+    with org_context(org_a.id):
+        campaign.refresh_from_db()
+    assert campaign.status == "active"
+    assert "Campaign completed" in move(client, org_a, campaign, "completed")
+    assert "read-only" in client.post(url, {"to": "archived"}).content.decode()
+    with org_context(org_a.id):
+        campaign.refresh_from_db()
+    assert campaign.status == "completed"
+    # Pausing needs no confirmation.
+    other = creator.campaign(org_a, alice, name="Other", status="active")
+    response = client.post(creator.url("transition", org_a, other.pk), {"to": "paused"})
+    assert response.status_code == 302
 
 
 def test_nonsense_targets_are_refused(org_a, alice, client_for):
