@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -77,6 +77,9 @@ def _validated_text(name: str, mission: str, opening_question: str) -> dict:
     }
 
 
+CREATE_AGAIN_AFTER = timedelta(seconds=30)
+
+
 def campaign_create(
     *,
     actor,
@@ -90,6 +93,20 @@ def campaign_create(
     values = _validated_text(name, mission, opening_question)
     settings = settings or CampaignSettings()
     with transaction.atomic():
+        # A second click on Create (the same campaign, by the same person, a moment later) is
+        # the first one's campaign. Their creations take turns, so two at once see each other.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"tap.campaign_create:{org.id}:{actor.pk}"],
+            )
+        twin = Campaign.objects.filter(
+            created_by=actor,
+            created_at__gt=timezone.now() - CREATE_AGAIN_AFTER,
+            **values,
+        ).first()
+        if twin is not None:
+            return twin
         campaign = Campaign.objects.create(
             organization=org,
             created_by=actor,

@@ -48,6 +48,25 @@ def test_create_stores_the_settings_and_leads_to_adding_participants(org_a, alic
     assert campaign.created_by == alice
 
 
+def test_a_double_click_on_create_makes_one_campaign(org_a, alice, dave, client_for):
+    import time_machine
+    from django.utils import timezone
+
+    client = client_for(alice)
+    first = client.post(creator.url("create", org_a), VALID)
+    second = client.post(creator.url("create", org_a), VALID)
+    assert first["Location"] == second["Location"]
+    with org_context(org_a.id):
+        assert Campaign.objects.count() == 1
+    # Another person, another name, or the same a minute later: a campaign of its own.
+    client_for(dave).post(creator.url("create", org_a), VALID)
+    client.post(creator.url("create", org_a), {**VALID, "name": "Tooling 2"})
+    with time_machine.travel(timezone.now() + timedelta(minutes=1)):
+        client.post(creator.url("create", org_a), VALID)
+    with org_context(org_a.id):
+        assert Campaign.objects.count() == 4
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
