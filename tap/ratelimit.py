@@ -3,6 +3,7 @@
 Fails open: if Redis is unreachable the request goes through (and a warning is logged), so a
 Redis outage never takes logins down with it."""
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -25,14 +26,25 @@ class Limit:
 
 
 def client_ip(request) -> str:
+    """The client's address as rate limits key it: an IPv6 address by its /64, which one
+    subscriber holds whole (a new address per request would dodge every limit)."""
+    address = request.META.get("REMOTE_ADDR", "")
     header = settings.TAP_CLIENT_IP_HEADER
     if header:
         forwarded = request.META.get(header, "")
         if forwarded:
             # The entry our proxy appended is the last one; anything left of it came from
             # the client and can be forged to dodge the limits.
-            return forwarded.split(",")[-1].strip()
-    return request.META.get("REMOTE_ADDR", "")
+            address = forwarded.split(",")[-1].strip()
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:  # ::ffff:192.0.2.7 is 192.0.2.7
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
 
 
 def hit(scope: str, key: str, limit: Limit) -> int | None:

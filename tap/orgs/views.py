@@ -72,7 +72,14 @@ class LoginView(auth_views.LoginView):
             wait = ratelimit.hit(scope, key, ratelimit.Limit.parse(spec))
             if wait:
                 return too_many_requests(request, wait)
-        return super().post(request, *args, **kwargs)
+        # Failures per account, from any address: checked first, counted after a miss.
+        account = ratelimit.Limit.parse(settings.TAP_LOGIN_FAILURES_PER_ACCOUNT)
+        if email and (wait := ratelimit.blocked("login-account", email, account)):
+            return too_many_requests(request, wait)
+        response = super().post(request, *args, **kwargs)
+        if email and not request.user.is_authenticated:
+            ratelimit.hit("login-account", email, account)
+        return response
 
 
 class OutboxPasswordResetForm(PasswordResetForm):

@@ -82,6 +82,42 @@ def test_login_attempts_are_rate_limited(client, settings):
     assert "Too many attempts" in response.content.decode()
 
 
+def test_failed_logins_are_limited_per_account_from_any_address(client, settings):
+    """Guesses spread over many addresses (one per request from an IPv6 block, a botnet):
+    each address is under its limit, the account's failures are not."""
+    settings.TAP_LOGIN_FAILURES_PER_ACCOUNT = "3/900"
+    make_user("erin@example.com")
+    for n in range(3):
+        response = client.post(
+            "/accounts/login/",
+            {"username": "Erin@example.com", "password": "wrong"},
+            REMOTE_ADDR=f"198.51.100.{n + 1}",
+        )
+        assert response.status_code == 200
+    response = client.post(
+        "/accounts/login/",
+        {"username": "erin@example.com", "password": PASSWORD},
+        REMOTE_ADDR="203.0.113.77",
+    )
+    assert response.status_code == 429
+    # Another account is not held.
+    make_user("finn@example.com")
+    ok = client.post("/accounts/login/", {"username": "finn@example.com", "password": PASSWORD})
+    assert ok.status_code == 302
+
+
+def test_an_ipv6_client_is_limited_by_its_64_block(rf):
+    from tap.ratelimit import client_ip
+
+    a = client_ip(rf.get("/", REMOTE_ADDR="2001:db8:1:2::1"))
+    b = client_ip(rf.get("/", REMOTE_ADDR="2001:db8:1:2:ffff:1:2:3"))
+    c = client_ip(rf.get("/", REMOTE_ADDR="2001:db8:1:3::1"))
+    assert a == b == "2001:db8:1:2::/64"
+    assert c != a
+    assert client_ip(rf.get("/", REMOTE_ADDR="::ffff:192.0.2.7")) == "192.0.2.7"
+    assert client_ip(rf.get("/", REMOTE_ADDR="192.0.2.7")) == "192.0.2.7"
+
+
 def test_signups_are_rate_limited_per_client(client, settings):
     """Each answer says whether an address has an account: not for free, nor in bulk."""
     settings.TAP_SIGNUP_RATE = "2/3600"
