@@ -196,7 +196,7 @@ TAP_MEMBER_INVITATION_DAYS = 7
 TAP_LOGIN_RATE = env.str("TAP_LOGIN_RATE", default="10/300")
 TAP_LOGIN_RATE_PER_IP = env.str("TAP_LOGIN_RATE_PER_IP", default="50/300")
 # Failed logins per account from anywhere: guesses spread over many addresses (a botnet, an
-# IPv6 block) are slowed too. Failures only, so the owner's own login is never the one held.
+# IPv6 block) are slowed too. Only failures count: the owner is held only while someone guesses.
 TAP_LOGIN_FAILURES_PER_ACCOUNT = env.str("TAP_LOGIN_FAILURES_PER_ACCOUNT", default="20/900")
 # Sign-up attempts per client: "already registered" answers must not be free to enumerate.
 # Per client IP, so an office behind one address signing up together needs room.
