@@ -379,14 +379,23 @@ def prepare(*, database: str = DB_NAME) -> tuple[dict[str, str], list]:
         env["DATABASE_URL"] = db_url(APP_ROLE, stored[APP_ROLE], port, DB_NAME)
         env["DATABASE_SERVICE_URL"] = db_url(SERVICE_ROLE, stored[SERVICE_ROLE], port, DB_NAME)
         env["DATABASE_OWNER_URL"] = db_url(MIGRATOR_ROLE, stored[MIGRATOR_ROLE], port, DB_NAME)
+    else:
+        # Services of your own (DATABASE_URL set): an earlier embedded run's addresses in
+        # `.env` must not stand in for the ones you did not set.
+        for key in ("DATABASE_SERVICE_URL", "DATABASE_OWNER_URL"):
+            env.pop(key, None)
+        env.pop("DATABASE_URL", None)
     if embedded_redis:
         port = stored["redis_port"]
         if start_redis(port):
             stoppers.append(stop_redis)
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    else:
+        env.pop("REDIS_URL", None)
     write_env_file(env)
 
-    process_env = {**os.environ, **env}
+    # What the shell sets wins over `.env`, as for any settings file.
+    process_env = {**env, **os.environ}
     if database != DB_NAME:
         for key in ("DATABASE_URL", "DATABASE_SERVICE_URL", "DATABASE_OWNER_URL"):
             if key in env and embedded_db:

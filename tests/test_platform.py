@@ -176,3 +176,27 @@ def test_every_model_change_has_its_migration():
 
     # Exits (SystemExit 1) when a model differs from what the migrations build.
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_services_of_your_own_win_over_an_earlier_embedded_runs_env_file(tmp_path, monkeypatch):
+    """`make env` wrote the embedded addresses to .env; then DATABASE_URL and REDIS_URL are
+    set in the shell: those are used, and the stale service and owner URLs are not."""
+    monkeypatch.setattr(devenv, "DATA", tmp_path / ".data")
+    monkeypatch.setattr(devenv, "SECRETS_FILE", tmp_path / ".data" / "secrets.json")
+    monkeypatch.setattr(devenv, "ENV_FILE", tmp_path / ".env")
+    (tmp_path / ".env").write_text(
+        "DATABASE_URL=postgres://tap_app:x@127.0.0.1:5999/tap\n"
+        "DATABASE_SERVICE_URL=postgres://tap_service:x@127.0.0.1:5999/tap\n"
+        "REDIS_URL=redis://127.0.0.1:6999/0\n"
+        "DJANGO_DEBUG=true\n"
+    )
+    monkeypatch.setenv("DATABASE_URL", "postgres://me@db.internal/tap_test")
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/3")
+    monkeypatch.delenv("DATABASE_SERVICE_URL", raising=False)
+    monkeypatch.setenv("DJANGO_DEBUG", "false")
+    env, stoppers = devenv.prepare()
+    assert stoppers == []  # nothing embedded was started
+    assert env["DATABASE_URL"] == "postgres://me@db.internal/tap_test"
+    assert env["REDIS_URL"] == "redis://cache.internal:6379/3"
+    assert "DATABASE_SERVICE_URL" not in env
+    assert env["DJANGO_DEBUG"] == "false"  # the shell wins over .env
