@@ -54,7 +54,8 @@ def log(msg: str) -> None:
 # --- .env and secrets ---------------------------------------------------------------------
 
 
-def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+def read_env_file(path: Path | None = None) -> dict[str, str]:
+    path = path or ENV_FILE
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
