@@ -551,6 +551,16 @@ def _end_reason(block) -> str | None:
     return _one_line(reason, 200)
 
 
+MAX_RETRIES = 2  # the SDK's own, on connection errors, 408/409/429 and 5xx
+MIN_TRY_SECONDS = 3.0
+
+
+def reply_budget_seconds() -> float:
+    """How long one interviewer reply may take, all its calls and retries together: the `ai`
+    queue's soft time limit, less a margin to store the answer."""
+    return max(MIN_TRY_SECONDS, settings.TAP_QUEUE_TIME_LIMITS["ai"][0] - 10)
+
+
 class AnthropicBackend:
     name = "anthropic"
     label = "Claude"
@@ -563,7 +573,7 @@ class AnthropicBackend:
             api_key=settings.ANTHROPIC_API_KEY,
             base_url=settings.ANTHROPIC_BASE_URL or None,
             timeout=settings.TAP_AI_TIMEOUT_SECONDS,
-            max_retries=2,
+            max_retries=MAX_RETRIES,
         )
 
     def summarise_mission(self, mission: str) -> str:
@@ -592,9 +602,13 @@ class AnthropicBackend:
         messages = interviewer_messages(request)
         at_limit = max(int(request.follow_ups_asked), 0) >= _clamped_limit(request)
         started = time.perf_counter()
+        # The `ai` queue's worker pool (threads) cannot stop a task at its time limit: the
+        # calls keep to it themselves, or the job's lease runs out while they still run and
+        # a second worker makes the same paid calls.
+        deadline = time.monotonic() + reply_budget_seconds()
         usage = {"in": 0, "out": 0, "cache": 0}
         for _attempt in range(2):
-            response = self._create(system, messages)
+            response = self._create(system, messages, deadline)
             u = response.usage
             usage["in"] += u.input_tokens or 0
             usage["out"] += u.output_tokens or 0
@@ -614,18 +628,25 @@ class AnthropicBackend:
                 )
         raise AIBadResponse("the model's reply had no question and no valid end signal")
 
-    def _create(self, system: list[dict], messages: list[dict]):
+    def _create(self, system: list[dict], messages: list[dict], deadline: float):
         import anthropic  # noqa: PLC0415 - only when a key is configured
 
+        remaining = deadline - time.monotonic()
+        if remaining < MIN_TRY_SECONDS:
+            raise AIUnavailable("model unavailable: no time left in this attempt")
+        # Each try gets at most what is left, and the SDK retries only as often as full
+        # tries still fit (its back-off between them is short next to a try).
+        per_try = min(settings.TAP_AI_TIMEOUT_SECONDS, remaining)
+        retries = max(0, min(MAX_RETRIES, int(remaining // per_try) - 1))
+        client = self.client.with_options(timeout=per_try, max_retries=retries)
         try:
-            return self.client.messages.create(
+            return client.messages.create(
                 model=self.model,
                 max_tokens=INTERVIEW_MAX_TOKENS,
                 system=system,
                 messages=messages,
                 tools=[END_TOOL],
                 tool_choice={"type": "auto"},
-                timeout=settings.TAP_AI_TIMEOUT_SECONDS,
             )
         except anthropic.APIConnectionError as exc:  # includes APITimeoutError
             raise AIUnavailable(f"model unreachable: {type(exc).__name__}") from exc

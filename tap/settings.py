@@ -158,7 +158,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # Soft and hard time limits per queue, in seconds (tasks fed by the outbox take their
 # queue's). A soft limit raises inside the task, which fails and is retried by the outbox;
-# the hard limit kills the process. `ai` covers the SDK's own retries (3 x TAP_AI_TIMEOUT_SECONDS).
+# the hard limit kills the process. The `ai` queue runs on threads, which Celery cannot stop:
+# an interviewer reply keeps its calls within the soft limit itself (tap.ai.reply_budget_seconds).
 TAP_QUEUE_TIME_LIMITS = {
     "default": (300, 360),
     "email": (60, 90),

@@ -4,6 +4,7 @@ SDK against the fake Messages API (tests/fakes/anthropic_server.py)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -370,6 +371,31 @@ def test_claude_timeout_raises_unavailable(fake_claude, settings):
     fake_claude.script(slow, slow, slow)
     with pytest.raises(AIUnavailable):
         claude().interview(request("Tests are slow."))
+
+
+def test_claude_calls_keep_to_the_replys_time_budget(fake_claude, settings):
+    """The ai queue's thread pool cannot stop a task at its time limit: a reply's calls stop
+    themselves when the budget (the soft limit, less a margin) cannot fit another try."""
+    settings.TAP_QUEUE_TIME_LIMITS = {**settings.TAP_QUEUE_TIME_LIMITS, "ai": (14, 20)}
+    settings.TAP_AI_TIMEOUT_SECONDS = 30
+    assert ai.reply_budget_seconds() == 4
+    cut_off = Reply(
+        body=message([{"type": "text", "text": "What about"}], stop_reason="max_tokens"),
+        delay=1.5,
+    )
+    fake_claude.script(cut_off, text("Asked too late."))
+    started = time.monotonic()
+    with pytest.raises(AIUnavailable, match="no time left"):
+        claude().interview(request("Tests are slow."))
+    assert time.monotonic() - started < 4
+    assert len(fake_claude.message_requests) == 1  # no second try past the budget
+    # Each try is also cut at what is left of the budget, not the full timeout.
+    fake_claude._script.clear()  # the answer nobody asked for
+    fake_claude.script(text("Slow.", delay=10))
+    started = time.monotonic()
+    with pytest.raises(AIUnavailable):
+        claude().interview(request("Tests are slow."))
+    assert time.monotonic() - started < 6
 
 
 def test_claude_client_errors_are_not_hidden(fake_claude):
