@@ -106,6 +106,7 @@ def campaign_create(request):
                 opening_question=data["opening_question"],
                 settings=data["settings"],
                 closes_at=data["closes_at"],
+                once_within=services.CREATE_AGAIN_AFTER,  # a second click: the same one
             )
         except ValidationError as exc:
             apply_errors(form, exc)
