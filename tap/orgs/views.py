@@ -157,7 +157,11 @@ def org_create(request):
     form = OrganizationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            org = services.org_create(actor=request.user, name=form.cleaned_data["name"])
+            org = services.org_create(
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                once_within=services.ORG_CREATE_AGAIN_AFTER,  # a second click: the same one
+            )
         except ValidationError as exc:
             apply_errors(form, exc)
         else:
