@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from campaigns.models import Participant
+
 MAX_CSV_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 50_000
-EMAIL_MAX_LENGTH = 254  # Participant.email's column
 # An address has at most 254 characters and a name is kept to 200: a longer value is a broken
 # file (or not a participant list), whatever limit the csv module holds at the moment (it is
 # process-wide, and the metrics parser raises it).
@@ -27,10 +28,9 @@ class ParsedList:
     def add(self, line: int, raw: str, email: str, name: str, seen: set[str]) -> None:
         email = email.strip().lower()
         name = " ".join(name.split())[:200]
-        if len(email) > EMAIL_MAX_LENGTH:  # valid addresses may be longer than Tap keeps
-            self.rejected.append(
-                (line, raw.strip()[:200], f"longer than {EMAIL_MAX_LENGTH} characters")
-            )
+        longest = Participant._meta.get_field("email").max_length
+        if len(email) > longest:  # valid addresses may be longer than Tap keeps
+            self.rejected.append((line, raw.strip()[:200], f"longer than {longest} characters"))
             return
         try:
             validate_email(email)
@@ -45,9 +45,20 @@ class ParsedList:
 
 
 NAME_AND_ADDRESS = re.compile(r"^\s*\"?([^<>\"]*?)\"?\s*<\s*([^<>\s]+)\s*>\s*$")
-# A comma or semicolon between addresses: not one inside a quoted name ("Doe, John" <…>), as
-# mail programs write "Last, First".
-SEPARATOR = re.compile(r"[,;](?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)")
+
+
+def _addresses(line: str) -> list[str]:
+    """The line cut at commas and semicolons, except inside a quoted name ("Doe, John" <…>,
+    as mail programs write "Last, First"). One pass: a pasted "To:" list is one long line."""
+    parts, start, quoted = [], 0, False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char in ",;" and not quoted:
+            parts.append(line[start:index])
+            start = index + 1
+    parts.append(line[start:])
+    return parts
 
 
 def parse_pasted(text: str) -> ParsedList:
@@ -58,7 +69,7 @@ def parse_pasted(text: str) -> ParsedList:
     if len(lines) > MAX_ROWS:
         raise ValidationError(f"At most {MAX_ROWS:,} lines at once.")
     for number, line in enumerate(lines, 1):
-        for part in SEPARATOR.split(line):
+        for part in _addresses(line):
             if not part.strip():
                 continue
             match = NAME_AND_ADDRESS.match(part)

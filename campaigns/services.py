@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -18,6 +18,7 @@ from campaigns.models import Campaign, CampaignEmail, Participant, ParticipantLi
 from campaigns.participant_input import ParsedList
 from campaigns.settings_schema import CampaignSettings
 from tap import outbox
+from tap.locks import advisory_xact_lock
 from tap.orgs.services import audit
 
 S = Campaign.Status
@@ -98,11 +99,7 @@ def campaign_create(
     settings = settings or CampaignSettings()
     with transaction.atomic():
         if once_within is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    [f"tap.campaign_create:{org.id}:{actor.pk}"],
-                )
+            advisory_xact_lock(f"tap.campaign_create:{org.id}:{actor.pk}")
             twin = Campaign.objects.filter(
                 created_by=actor, created_at__gt=timezone.now() - once_within, **values
             ).first()
@@ -453,9 +450,11 @@ def participant_resend(
             .first()
         )
         if latest is not None:
-            # On its way — unless it has sat there longer than a send may take (a worker that
-            # died on its last attempt leaves it so): then a new one is the way out.
-            stuck = latest.updated_at < timezone.now() - outbox.lease_for("email")
+            # On its way — unless it has sat there longer than a send and the longest wait
+            # before a retry may take (a worker that died on its last attempt leaves it so):
+            # then a new one is the way out. Waiting out a mail server's outage is not stuck.
+            stale = outbox.lease_for("email") + outbox.BACKOFF_CAP
+            stuck = latest.updated_at < timezone.now() - stale
             if after_revoke and latest.status == E.PENDING and not stuck:
                 return latest
             if latest.status in (E.PENDING, E.SENDING) and not stuck and not after_revoke:

@@ -115,9 +115,12 @@ def lease_for(queue: str) -> timedelta:
     return timedelta(seconds=time_limits(queue)[1] + settings.TAP_OUTBOX_LEASE_MARGIN_SECONDS)
 
 
+BACKOFF_CAP = timedelta(minutes=10)
+
+
 def backoff(attempts: int) -> timedelta:
-    """Exponential back-off with full jitter: ~2s, 4s, 8s … capped at 10 minutes."""
-    ceiling = min(600, 2 ** max(1, attempts))
+    """Exponential back-off with full jitter: ~2s, 4s, 8s … capped at BACKOFF_CAP."""
+    ceiling = min(BACKOFF_CAP.total_seconds(), 2 ** max(1, attempts))
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter only
 
 

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import timedelta
+from unittest import mock
 
 import psycopg
 import pytest
@@ -211,9 +212,11 @@ def test_an_email_job_outlasts_an_hour_long_mail_outage(org_a, settings):
         other = outbox.enqueue("tests.always_fails", queue="default", org_id=org_a.id)
     email_job, other_job = jobs().get(pk=email), jobs().get(pk=other)
     assert other_job.max_attempts == settings.TAP_OUTBOX_MAX_ATTEMPTS
-    # Each back-off is at least half its ceiling: the attempts span the better part of an hour.
-    shortest = sum(min(600, 2 ** max(1, n)) / 2 for n in range(1, email_job.max_attempts))
-    assert shortest >= 25 * 60
+    # Every back-off at its shortest (the jitter's low end): the attempts still span the
+    # better part of an hour.
+    with mock.patch("tap.outbox.random.uniform", lambda low, _high: low):
+        waits = [outbox.backoff(n).total_seconds() for n in range(1, email_job.max_attempts)]
+    assert sum(waits) >= 25 * 60
 
 
 @pytest.mark.django_db(databases=["default", "service"])

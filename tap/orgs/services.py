@@ -15,12 +15,13 @@ from django.contrib.auth import password_validation
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
 from tap import outbox
+from tap.locks import advisory_xact_lock
 from tap.orgs.models import (
     AuditEvent,
     Invitation,
@@ -104,11 +105,7 @@ def org_create(
     with transaction.atomic():
         if once_within is not None:
             # One creation at a time per person: a second request sees the first one's.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    [f"tap.org_create:{actor.pk}"],
-                )
+            advisory_xact_lock(f"tap.org_create:{actor.pk}")
             since = timezone.now() - once_within
             with org_context(None, user_id=actor.pk):  # their memberships are theirs to read
                 mine = orgs_for_user(user=actor)
@@ -266,11 +263,7 @@ def member_invite(
         raise ValidationError({"role": "Unknown role."})
     with transaction.atomic():
         # Invitations of one address take turns: two requests at once see each other.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"tap.invite:{org.id}:{email}"],
-            )
+        advisory_xact_lock(f"tap.invite:{org.id}:{email}")
         if OrganizationMember.objects.filter(organization=org, user__email__iexact=email).exists():
             raise ValidationError({"email": f"{email} is already a member."})
         recent = (
